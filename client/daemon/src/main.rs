@@ -1,1 +1,122 @@
-fn main() {}
+//! `gatehouse`: the Gatehouse client for desktops. Brings a WireGuard tunnel up from a wg-quick
+//! file, routes full or split, and serves the WireGuard UAPI so `wg show` works.
+
+mod cli_up;
+mod uapi_client;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use client::paths;
+use std::io::Read as _;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "Gatehouse client")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bring the tunnel up (needs CAP_NET_ADMIN). Runs in the foreground unless --background.
+    Up(cli_up::UpArgs),
+    /// Take a running tunnel down.
+    Down {
+        #[arg(long, short, default_value = "gatehouse0", env = "GATEHOUSE_INTERFACE")]
+        interface: String,
+    },
+    /// Show the tunnel's peers, handshakes and transfer counters.
+    Status {
+        #[arg(long, short, default_value = "gatehouse0", env = "GATEHOUSE_INTERFACE")]
+        interface: String,
+    },
+    /// Print the running tunnel's configuration as a wg-quick file (contains the private key).
+    Export {
+        #[arg(long, short, default_value = "gatehouse0", env = "GATEHOUSE_INTERFACE")]
+        interface: String,
+    },
+    /// Print a new private key (base64), like `wg genkey`.
+    Genkey,
+    /// Read a private key on stdin and print its public key, like `wg pubkey`.
+    Pubkey,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => cli_up::up(args),
+        Command::Down { interface } => down(&interface),
+        Command::Status { interface } => {
+            let text = uapi_client::get(&paths::uapi_socket(&interface))
+                .with_context(|| format!("interface {interface} is not up"))?;
+            write_stdout(&uapi_client::render_status(&interface, &text))
+        }
+        Command::Export { interface } => {
+            let path = paths::running_config(&interface);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("interface {interface} is not up (no {})", path.display()))?;
+            write_stdout(&text)
+        }
+        Command::Genkey => write_stdout(&format!(
+            "{}\n",
+            wg_driver::keygen::generate_private_key().to_base64()
+        )),
+        Command::Pubkey => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("failed to read stdin")?;
+            let key = wg::keys::PrivateKey::from_base64(&text).context("invalid private key")?;
+            write_stdout(&format!("{}\n", key.public_key()))
+        }
+    }
+}
+
+/// Asks the daemon of `interface` to stop (SIGTERM) and waits up to 10 s for it to exit.
+fn down(interface: &str) -> anyhow::Result<()> {
+    let pid_path = paths::pid_file(interface);
+    let text = std::fs::read_to_string(&pid_path)
+        .with_context(|| format!("interface {interface} is not up (no {})", pid_path.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} holds no pid", pid_path.display()))?;
+    // SAFETY: kill(2) with a pid read from our own pid file; no memory is involved.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        let _ = std::fs::remove_file(&pid_path);
+        bail!("the daemon of {interface} (pid {pid}) is gone; removed its stale pid file");
+    }
+    for _ in 0..100 {
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the daemon of {interface} (pid {pid}) did not stop within 10 s")
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("failed to write to stdout")
+}

@@ -1,1 +1,132 @@
-fn main() {}
+//! `gatehouse-edge`: a Gatehouse point of presence. Terminates WireGuard for many peers, decides
+//! every new flow with the policy, and forwards allowed traffic through a TUN device.
+
+mod client_config;
+mod config;
+mod run;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::io::Read as _;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "gatehouse-edge", version, about = "Gatehouse edge gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the edge in the foreground until SIGINT/SIGTERM (needs CAP_NET_ADMIN for the TUN).
+    Run {
+        /// The edge configuration file (TOML).
+        #[arg(long, short, env = "GATEHOUSE_EDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and print a summary.
+    Check {
+        #[arg(long, short, env = "GATEHOUSE_EDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print a wg-quick configuration for one of the edge's peers.
+    ClientConfig {
+        #[arg(long, short, env = "GATEHOUSE_EDGE_CONFIG")]
+        config: PathBuf,
+        /// The peer's name in the edge configuration.
+        #[arg(long)]
+        peer: String,
+        /// File holding the peer's private key (base64), as `wg genkey` writes it.
+        #[arg(long)]
+        private_key_file: PathBuf,
+        /// The edge endpoint clients dial (default: `endpoint` from the configuration).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Routes to send through the tunnel (default: everything, 0.0.0.0/0 and ::/0).
+        #[arg(long = "allowed-ip")]
+        allowed_ips: Vec<ipnet::IpNet>,
+    },
+    /// Print a new private key (base64), like `wg genkey`.
+    Genkey,
+    /// Read a private key on stdin and print its public key, like `wg pubkey`.
+    Pubkey,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run_cli(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { config } => {
+            let settings = config::load(&config)?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("failed to start the runtime")?
+                .block_on(run::run(settings))
+        }
+        Command::Check { config } => {
+            let settings = config::load(&config)?;
+            let summary = format!(
+                "ok: {} peers, {} policy rules, interface {}, listen {}\n",
+                settings.peers.len(),
+                settings.policy.rules.len(),
+                settings.file.interface,
+                settings.file.listen
+            );
+            write_stdout(&summary)
+        }
+        Command::ClientConfig {
+            config,
+            peer,
+            private_key_file,
+            endpoint,
+            allowed_ips,
+        } => {
+            let settings = config::load(&config)?;
+            let text = client_config::render(
+                &settings,
+                &peer,
+                &private_key_file,
+                endpoint.as_deref(),
+                &allowed_ips,
+            )?;
+            write_stdout(&text)
+        }
+        Command::Genkey => write_stdout(&format!(
+            "{}\n",
+            wg_driver::keygen::generate_private_key().to_base64()
+        )),
+        Command::Pubkey => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("failed to read stdin")?;
+            let key = wg::keys::PrivateKey::from_base64(&text).context("invalid private key")?;
+            write_stdout(&format!("{}\n", key.public_key()))
+        }
+    }
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("failed to write to stdout")
+}

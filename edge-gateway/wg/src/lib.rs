@@ -8,3 +8,14 @@
 
 pub mod keys;
 pub mod uapi;
+
+mod allowed_ips;
+mod limits;
+mod node;
+mod peer;
+
+pub use node::{
+    DropReason, Event, Node, NodeConfig, OwnedTransmit, PeerError, Received, Transmit,
+    WireGuardErrorKind, DEFAULT_HANDSHAKE_LOAD_LIMIT, MIN_BUFFER,
+};
+pub use peer::{PeerConfig, PeerStatus};

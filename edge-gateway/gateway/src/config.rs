@@ -1,0 +1,261 @@
+//! `gatehouse-edge`'s configuration file (TOML).
+//!
+//! ```toml
+//! private_key_file = "/etc/gatehouse/edge.key"  # or private_key = "<base64>"
+//! listen = "0.0.0.0:51820"          # default [::]:51820 (dual stack)
+//! interface = "ghe0"                # TUN device name, default "ghe0"
+//! address = ["100.64.0.1/10"]       # the edge's tunnel addresses; their prefixes route to it
+//! mtu = 1420                        # default 1420 (1500 - 80, WireGuard's default)
+//! endpoint = "edge.example.com:51820" # advertised in generated client configs (optional)
+//!
+//! [[peers]]
+//! name = "alice-laptop"
+//! public_key = "<base64>"
+//! addresses = ["100.64.0.2/32"]
+//!
+//! [[policy]]                          # ordered; first match wins; no match = deny
+//! action = "allow"                    # allow | deny
+//! peers = ["alice-laptop"]            # default: any peer
+//! destinations = ["10.0.0.0/8"]       # default: anywhere
+//! protocol = "tcp"                    # tcp | udp | icmp | any (default)
+//! ports = "80-443"                    # destination ports, default: all
+//! ```
+
+use anyhow::{bail, Context as _};
+use edge_core::{Action, EdgePeer, PortRange, Rule, RulePolicy};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use wg::keys::{PresharedKey, PrivateKey, PublicKey};
+use wg::PeerConfig;
+
+/// The parsed file, before keys are decoded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    private_key: Option<String>,
+    private_key_file: Option<PathBuf>,
+    #[serde(default = "default_listen")]
+    pub(crate) listen: SocketAddr,
+    #[serde(default = "default_interface")]
+    pub(crate) interface: String,
+    #[serde(default)]
+    pub(crate) address: Vec<IpNet>,
+    #[serde(default = "default_mtu")]
+    pub(crate) mtu: u16,
+    pub(crate) endpoint: Option<String>,
+    /// Handshake messages per second before cookies are required (default 100).
+    #[serde(default = "default_load_limit")]
+    pub(crate) handshake_load_limit: u64,
+    #[serde(default)]
+    peers: Vec<PeerEntry>,
+    #[serde(default)]
+    policy: Vec<RuleEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerEntry {
+    name: String,
+    public_key: String,
+    #[serde(default)]
+    addresses: Vec<IpNet>,
+    preshared_key: Option<String>,
+    /// Seconds; default off.
+    persistent_keepalive: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleEntry {
+    action: String,
+    #[serde(default)]
+    peers: Vec<String>,
+    #[serde(default)]
+    destinations: Vec<IpNet>,
+    protocol: Option<String>,
+    ports: Option<String>,
+}
+
+/// The configuration, decoded and checked.
+pub(crate) struct EdgeSettings {
+    pub(crate) file: FileConfig,
+    pub(crate) private_key: PrivateKey,
+    pub(crate) peers: Vec<EdgePeer>,
+    pub(crate) policy: RulePolicy,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0u16; 8], 51820))
+}
+
+fn default_interface() -> String {
+    "ghe0".to_string()
+}
+
+fn default_mtu() -> u16 {
+    1420
+}
+
+fn default_load_limit() -> u64 {
+    wg::DEFAULT_HANDSHAKE_LOAD_LIMIT
+}
+
+/// Reads and checks the configuration file.
+///
+/// # Errors
+/// Unreadable file, TOML errors (with line and column), bad keys, duplicate peers, bad rules.
+pub(crate) fn load(path: &Path) -> anyhow::Result<EdgeSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    parse(&text, path.parent().unwrap_or(Path::new(".")))
+        .with_context(|| format!("invalid configuration {}", path.display()))
+}
+
+pub(crate) fn parse(text: &str, base: &Path) -> anyhow::Result<EdgeSettings> {
+    let file: FileConfig = toml::from_str(text)?;
+    let private_key = match (&file.private_key, &file.private_key_file) {
+        (Some(key), None) => PrivateKey::from_base64(key).context("private_key")?,
+        (None, Some(p)) => {
+            let path = base.join(p);
+            let key = std::fs::read_to_string(&path)
+                .with_context(|| format!("failed to read {}", path.display()))?;
+            PrivateKey::from_base64(&key).context("private_key_file")?
+        }
+        (Some(_), Some(_)) => bail!("set private_key or private_key_file, not both"),
+        (None, None) => bail!("missing private_key or private_key_file"),
+    };
+    if file.interface.is_empty() || file.interface.len() > 15 {
+        bail!("interface name must be 1 to 15 characters");
+    }
+    if !(1280..=65_000).contains(&file.mtu) {
+        bail!("mtu must be between 1280 and 65000");
+    }
+    let mut peers = Vec::with_capacity(file.peers.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in &file.peers {
+        let public_key = PublicKey::from_base64(&entry.public_key)
+            .with_context(|| format!("peer {:?}: public_key", entry.name))?;
+        private_key
+            .check_peer(&public_key)
+            .with_context(|| format!("peer {:?}: public_key", entry.name))?;
+        if !seen.insert(public_key) {
+            bail!("peer {:?}: public key listed twice", entry.name);
+        }
+        let preshared_key = entry
+            .preshared_key
+            .as_deref()
+            .map(PresharedKey::from_base64)
+            .transpose()
+            .with_context(|| format!("peer {:?}: preshared_key", entry.name))?;
+        peers.push(EdgePeer {
+            name: entry.name.clone(),
+            config: PeerConfig {
+                public_key,
+                preshared_key,
+                endpoint: None,
+                allowed_ips: entry.addresses.clone(),
+                persistent_keepalive: entry.persistent_keepalive.filter(|k| *k > 0),
+            },
+        });
+    }
+    let rules = file
+        .policy
+        .iter()
+        .enumerate()
+        .map(|(i, r)| rule(r).with_context(|| format!("policy rule {}", i + 1)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(EdgeSettings {
+        file,
+        private_key,
+        peers,
+        policy: RulePolicy { rules },
+    })
+}
+
+fn rule(entry: &RuleEntry) -> anyhow::Result<Rule> {
+    let action = match entry.action.as_str() {
+        "allow" => Action::Allow,
+        "deny" => Action::Deny,
+        other => bail!("action must be allow or deny, got {other:?}"),
+    };
+    let protocol = match entry.protocol.as_deref() {
+        None | Some("any") => None,
+        Some("tcp") => Some(wire::Protocol::Tcp),
+        Some("udp") => Some(wire::Protocol::Udp),
+        Some("icmp") => Some(wire::Protocol::Icmp),
+        Some(other) => bail!("protocol must be tcp, udp, icmp or any, got {other:?}"),
+    };
+    let ports = match entry.ports.as_deref() {
+        None => None,
+        Some(text) => Some(
+            PortRange::parse(text)
+                .with_context(|| format!("ports must be N or N-M, got {text:?}"))?,
+        ),
+    };
+    Ok(Rule {
+        action,
+        peers: entry.peers.clone(),
+        destinations: entry.destinations.clone(),
+        protocol,
+        ports,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "YFr3Kd1wGQfGg8b9fgm2Kj5rjIWo6zbI8/W2gDeZ0mU=";
+
+    fn peer_key(seed: u8) -> String {
+        PrivateKey::from_bytes([seed; 32]).public_key().to_base64()
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let text = format!(
+            r#"
+private_key = "{KEY}"
+listen = "0.0.0.0:51820"
+address = ["100.64.0.1/10"]
+[[peers]]
+name = "alice"
+public_key = "{}"
+addresses = ["100.64.0.2/32"]
+[[policy]]
+action = "allow"
+peers = ["alice"]
+protocol = "tcp"
+ports = "80"
+"#,
+            peer_key(3)
+        );
+        let settings = parse(&text, Path::new(".")).expect("valid");
+        assert_eq!(settings.peers.len(), 1);
+        assert_eq!(settings.peers[0].name, "alice");
+        assert_eq!(settings.policy.rules.len(), 1);
+        assert_eq!(settings.file.interface, "ghe0");
+        assert_eq!(settings.file.mtu, 1420);
+    }
+
+    #[test]
+    fn unknown_fields_bad_keys_and_bad_rules_are_named() {
+        let err = |text: &str| format!("{:#}", parse(text, Path::new(".")).err().expect("error"));
+        assert!(err(&format!("private_key = \"{KEY}\"\nlisten_port = 1")).contains("listen_port"));
+        assert!(err("").contains("missing private_key"));
+        let low_order = format!(
+            "private_key = \"{KEY}\"\n[[peers]]\nname = \"z\"\npublic_key = \"{}\"",
+            PublicKey::from_bytes([0; 32]).to_base64()
+        );
+        assert!(err(&low_order).contains("low-order"));
+        let bad_rule = format!("private_key = \"{KEY}\"\n[[policy]]\naction = \"maybe\"");
+        assert!(err(&bad_rule).contains("policy rule 1"));
+        let twice = format!(
+            "private_key = \"{KEY}\"\n[[peers]]\nname = \"a\"\npublic_key = \"{0}\"\n[[peers]]\nname = \"b\"\npublic_key = \"{0}\"",
+            peer_key(4)
+        );
+        assert!(err(&twice).contains("listed twice"));
+    }
+}

@@ -1,0 +1,174 @@
+//! Sets up the edge's devices and runs the shared tunnel loop over [`edge_core::Edge`].
+
+use crate::config::EdgeSettings;
+use anyhow::Context as _;
+use edge_core::{Action, Edge, EdgeConfig, EdgeEvent, FlowTimeouts, FromPeer};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::signal::unix::{signal, SignalKind};
+use wg::uapi::{DeviceSnapshot, SetRequest};
+use wg::{NodeConfig, OwnedTransmit, PeerError, Transmit};
+use wg_driver::event_loop::{self, TunnelCore};
+use wg_driver::tun_device::AsyncTun;
+use wg_driver::uapi_server::UapiServer;
+use wg_driver::{iproute, udp};
+
+/// Runs the edge until SIGINT or SIGTERM.
+///
+/// # Errors
+/// Setup failures (TUN, socket, UAPI socket); per-packet errors are counted, not returned.
+pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
+    let file = &settings.file;
+    let edge = Edge::new(
+        EdgeConfig {
+            node: NodeConfig {
+                private_key: settings.private_key.clone(),
+                listen_port: file.listen.port(),
+                fwmark: None,
+                handshake_load_limit: file.handshake_load_limit,
+            },
+            peers: settings.peers.clone(),
+            policy: Box::new(settings.policy.clone()),
+            flow_timeouts: FlowTimeouts::default(),
+        },
+        Instant::now(),
+    )
+    .context("failed to load peers")?;
+    if settings.policy.rules.is_empty() {
+        tracing::warn!("no [[policy]] rules: every flow is denied");
+    }
+
+    let tun = AsyncTun::create(&file.interface, file.mtu)?;
+    for net in &file.address {
+        iproute::add_address(&file.interface, &net.to_string())?;
+    }
+    let socket = udp::bind(file.listen, None)?;
+    let mut uapi = UapiServer::bind(&file.interface)?;
+    tracing::info!(
+        interface = %file.interface,
+        listen = %socket.local_addr()?,
+        peers = settings.peers.len(),
+        public_key = %edge.public_key(),
+        "edge up"
+    );
+
+    let mut core = EdgeDriver {
+        edge,
+        drops: 0,
+    };
+    let stats = event_loop::run(&mut core, &socket, &tun, Some(&mut uapi), shutdown()?)
+        .await
+        .context("the UDP socket failed")?;
+    tracing::info!(
+        to_tun = stats.to_tun,
+        to_network = stats.to_network,
+        dropped = core.drops,
+        "edge stopping"
+    );
+    Ok(())
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+fn shutdown() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut sigterm = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("failed to watch SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
+        }
+    })
+}
+
+/// The edge core as the shared loop sees it: drops are counted, events logged.
+struct EdgeDriver {
+    edge: Edge,
+    drops: u64,
+}
+
+impl TunnelCore for EdgeDriver {
+    fn handle_datagram<'b>(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        buf: &'b mut [u8],
+        now: Instant,
+    ) -> Option<&'b [u8]> {
+        match self.edge.handle_datagram(from, datagram, buf, now) {
+            Ok(FromPeer::Forward(packet)) => Some(packet),
+            Ok(FromPeer::Consumed) => None,
+            Err(reason) => {
+                self.drops += 1;
+                tracing::trace!("datagram dropped: {reason}");
+                None
+            }
+        }
+    }
+
+    fn handle_tun_packet<'b>(
+        &mut self,
+        packet: &[u8],
+        buf: &'b mut [u8],
+        now: Instant,
+    ) -> Option<Transmit<'b>> {
+        match self.edge.handle_tun_packet(packet, buf, now) {
+            Ok(transmit) => transmit,
+            Err(reason) => {
+                self.drops += 1;
+                tracing::trace!("packet dropped: {reason}");
+                None
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.edge.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Instant {
+        self.edge.poll_timeout()
+    }
+
+    fn poll_transmit(&mut self) -> Option<OwnedTransmit> {
+        self.edge.poll_transmit()
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(event) = self.edge.poll_event() {
+            log_event(&event);
+        }
+    }
+
+    fn snapshot(&self) -> DeviceSnapshot {
+        self.edge.snapshot()
+    }
+
+    fn apply_uapi(&mut self, request: SetRequest, now: Instant) -> Result<(), PeerError> {
+        self.edge.apply_uapi(request, now)
+    }
+}
+
+fn log_event(event: &EdgeEvent) {
+    match event {
+        EdgeEvent::FlowDecided {
+            peer,
+            flow,
+            decision,
+        } => {
+            let verdict = match decision.action {
+                Action::Allow => "allow",
+                Action::Deny => "deny",
+            };
+            let rule = decision
+                .rule
+                .map_or_else(|| "default".to_string(), |r| (r + 1).to_string());
+            tracing::debug!(peer = %peer, %flow, rule = %rule, "flow {verdict}");
+        }
+        EdgeEvent::HandshakeCompleted { peer, endpoint } => {
+            tracing::debug!(peer = %peer, %endpoint, "handshake completed");
+        }
+        EdgeEvent::EndpointChanged { peer, endpoint } => {
+            tracing::debug!(peer = %peer, %endpoint, "peer endpoint changed");
+        }
+    }
+}
