@@ -191,5 +191,8 @@ fn spawn_background(args: &UpArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("the daemon did not come up within 10 s; see {}", log.display())
+    bail!(
+        "the daemon did not come up within 10 s; see {}",
+        log.display()
+    )
 }

@@ -70,8 +70,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Export { interface } => {
             let path = paths::running_config(&interface);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("interface {interface} is not up (no {})", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("interface {interface} is not up (no {})", path.display())
+            })?;
             write_stdout(&text)
         }
         Command::Genkey => write_stdout(&format!(
@@ -92,8 +93,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Asks the daemon of `interface` to stop (SIGTERM) and waits up to 10 s for it to exit.
 fn down(interface: &str) -> anyhow::Result<()> {
     let pid_path = paths::pid_file(interface);
-    let text = std::fs::read_to_string(&pid_path)
-        .with_context(|| format!("interface {interface} is not up (no {})", pid_path.display()))?;
+    let text = std::fs::read_to_string(&pid_path).with_context(|| {
+        format!(
+            "interface {interface} is not up (no {})",
+            pid_path.display()
+        )
+    })?;
     let pid: i32 = text
         .trim()
         .parse()

@@ -54,11 +54,28 @@ pub fn install_routes(interface: &str, plan: &RoutePlan, table: u32) -> anyhow::
         remove_rules(family, &table_text);
         guard.families.push(family);
         for prefix in &prefixes {
-            ip(&[family, "route", "replace", prefix, "dev", interface, "table", &table_text])
-                .context("failed to add a tunnel route")?;
+            ip(&[
+                family,
+                "route",
+                "replace",
+                prefix,
+                "dev",
+                interface,
+                "table",
+                &table_text,
+            ])
+            .context("failed to add a tunnel route")?;
         }
         ip(&[
-            family, "rule", "add", "not", "fwmark", &table_text, "table", &table_text, "priority",
+            family,
+            "rule",
+            "add",
+            "not",
+            "fwmark",
+            &table_text,
+            "table",
+            &table_text,
+            "priority",
             PRIO_TUNNEL,
         ])
         .context("failed to add the tunnel routing rule")?;
@@ -89,7 +106,18 @@ impl Drop for RouteGuard {
 
 /// Removes our two rules for `family` (left behind by a daemon that was killed).
 fn remove_rules(family: &str, table: &str) {
-    ip_quiet(&[family, "rule", "del", "not", "fwmark", table, "table", table, "priority", PRIO_TUNNEL]);
+    ip_quiet(&[
+        family,
+        "rule",
+        "del",
+        "not",
+        "fwmark",
+        table,
+        "table",
+        table,
+        "priority",
+        PRIO_TUNNEL,
+    ]);
     ip_quiet(&[
         family,
         "rule",

@@ -253,7 +253,7 @@ impl Edge {
             }
         };
         let Some(answer) = answer else { return };
-        let mut buf = vec![0u8; answer.len() + 64];
+        let mut buf = vec![0u8; (answer.len() + 32).max(wg::MIN_BUFFER)];
         if let Ok(Some(t)) = self.node.send_to_peer(&peer, &answer, &mut buf, now) {
             self.transmits.push_back(OwnedTransmit {
                 to: t.to,

@@ -155,15 +155,30 @@ mod tests {
         };
         let d = |peer: &str, dst: &str, port, proto| policy.decide(peer, &flow(dst, port, proto));
         assert_eq!(d("alice", "10.0.0.9", 80, Protocol::Tcp).rule, Some(0));
-        assert_eq!(d("alice", "10.0.0.8", 80, Protocol::Tcp).action, Action::Allow);
-        assert_eq!(d("alice", "10.0.0.8", 22, Protocol::Tcp).action, Action::Deny);
+        assert_eq!(
+            d("alice", "10.0.0.8", 80, Protocol::Tcp).action,
+            Action::Allow
+        );
+        assert_eq!(
+            d("alice", "10.0.0.8", 22, Protocol::Tcp).action,
+            Action::Deny
+        );
         assert_eq!(d("bob", "10.0.0.8", 80, Protocol::Tcp).action, Action::Deny);
-        assert_eq!(d("alice", "10.0.0.8", 80, Protocol::Udp).action, Action::Deny);
+        assert_eq!(
+            d("alice", "10.0.0.8", 80, Protocol::Udp).action,
+            Action::Deny
+        );
     }
 
     #[test]
     fn port_ranges_parse_strictly() {
-        assert_eq!(PortRange::parse("80"), Some(PortRange { first: 80, last: 80 }));
+        assert_eq!(
+            PortRange::parse("80"),
+            Some(PortRange {
+                first: 80,
+                last: 80
+            })
+        );
         assert_eq!(PortRange::parse("90-80"), None);
         assert_eq!(PortRange::parse("x"), None);
         assert_eq!(PortRange::parse("70000"), None);

@@ -52,10 +52,7 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         "edge up"
     );
 
-    let mut core = EdgeDriver {
-        edge,
-        drops: 0,
-    };
+    let mut core = EdgeDriver { edge, drops: 0 };
     let stats = event_loop::run(&mut core, &socket, &tun, Some(&mut uapi), shutdown()?)
         .await
         .context("the UDP socket failed")?;

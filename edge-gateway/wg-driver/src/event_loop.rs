@@ -111,7 +111,11 @@ impl Io<'_> {
                     return;
                 }
             };
-            if let Some(packet) = core.handle_datagram(from, &self.rx[..n], &mut self.out, Instant::now()) {
+            // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; keep endpoints canonical.
+            let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+            if let Some(packet) =
+                core.handle_datagram(from, &self.rx[..n], &mut self.out, Instant::now())
+            {
                 self.stats.to_tun += 1;
                 if let Err(e) = self.tun.send(packet) {
                     self.stats.tun_write_errors += 1;

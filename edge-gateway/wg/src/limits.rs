@@ -172,7 +172,10 @@ mod tests {
         assert!(!limiter.allow("192.0.2.3".parse().expect("ip"), now));
         limiter.expire(now + Duration::from_secs(2));
         assert_eq!(limiter.len(), 0);
-        assert!(limiter.allow("192.0.2.3".parse().expect("ip"), now + Duration::from_secs(2)));
+        assert!(limiter.allow(
+            "192.0.2.3".parse().expect("ip"),
+            now + Duration::from_secs(2)
+        ));
     }
 
     #[test]

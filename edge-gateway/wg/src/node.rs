@@ -65,9 +65,15 @@ pub enum Received<'b> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A handshake with `peer` completed, from `endpoint`.
-    HandshakeCompleted { peer: PublicKey, endpoint: SocketAddr },
+    HandshakeCompleted {
+        peer: PublicKey,
+        endpoint: SocketAddr,
+    },
     /// The peer's endpoint changed (roaming).
-    EndpointChanged { peer: PublicKey, endpoint: SocketAddr },
+    EndpointChanged {
+        peer: PublicKey,
+        endpoint: SocketAddr,
+    },
 }
 
 /// Why a datagram or packet was dropped. Counted by the driver, never fatal.
@@ -508,12 +514,9 @@ impl Node {
         now: Instant,
     ) -> Result<Received<'b>, DropReason> {
         self.screen_handshake(from, datagram, buf, now)?;
-        let half = parse_handshake_anon(
-            self.private_key.secret(),
-            &self.public_key.to_dalek(),
-            init,
-        )
-        .map_err(|_| DropReason::UnknownPeer)?;
+        let half =
+            parse_handshake_anon(self.private_key.secret(), &self.public_key.to_dalek(), init)
+                .map_err(|_| DropReason::UnknownPeer)?;
         let key = PublicKey::from_bytes(half.peer_static_public);
         let peer = self.peers.get(&key).ok_or(DropReason::UnknownPeer)?;
         if let Some(last) = peer.last_initiation_consumed {

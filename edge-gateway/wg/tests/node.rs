@@ -87,7 +87,8 @@ fn pump(p: &mut Pair, now: Instant) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             moved = true;
             assert_eq!(t.to, p.edge_addr);
             if let Ok(Received::Packet { packet, .. }) =
-                p.edge.handle_datagram(p.client_addr, &t.datagram, &mut buf, now)
+                p.edge
+                    .handle_datagram(p.client_addr, &t.datagram, &mut buf, now)
             {
                 at_edge.push(packet.to_vec());
             }
@@ -95,7 +96,8 @@ fn pump(p: &mut Pair, now: Instant) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         while let Some(t) = p.edge.poll_transmit() {
             moved = true;
             if let Ok(Received::Packet { packet, .. }) =
-                p.client.handle_datagram(p.edge_addr, &t.datagram, &mut buf, now)
+                p.client
+                    .handle_datagram(p.edge_addr, &t.datagram, &mut buf, now)
             {
                 at_client.push(packet.to_vec());
             }
@@ -151,7 +153,10 @@ fn data_flows_both_ways_after_handshake() {
     assert_eq!(t.to, p.client_addr);
     let datagram = t.datagram.to_vec();
     let mut out = vec![0u8; 2048];
-    match p.client.handle_datagram(p.edge_addr, &datagram, &mut out, now) {
+    match p
+        .client
+        .handle_datagram(p.edge_addr, &datagram, &mut out, now)
+    {
         Ok(Received::Packet { peer, packet }) => {
             assert_eq!(peer, p.edge_key);
             assert_eq!(packet, reply.as_slice());
@@ -171,7 +176,8 @@ fn spoofed_inner_source_is_dropped() {
     let datagram = t.datagram.to_vec();
     let mut out = vec![0u8; 2048];
     assert_eq!(
-        p.edge.handle_datagram(p.client_addr, &datagram, &mut out, now),
+        p.edge
+            .handle_datagram(p.client_addr, &datagram, &mut out, now),
         Err(DropReason::SpoofedSource)
     );
 }
@@ -183,14 +189,22 @@ fn replayed_data_is_dropped() {
     connect(&mut p, now);
     let mut buf = vec![0u8; 2048];
     let packet = ip_packet([100, 64, 0, 2], [10, 0, 0, 9], b"once");
-    let datagram = p.client.send(&packet, &mut buf, now).unwrap().unwrap().datagram.to_vec();
+    let datagram = p
+        .client
+        .send(&packet, &mut buf, now)
+        .unwrap()
+        .unwrap()
+        .datagram
+        .to_vec();
     let mut out = vec![0u8; 2048];
     assert!(matches!(
-        p.edge.handle_datagram(p.client_addr, &datagram, &mut out, now),
+        p.edge
+            .handle_datagram(p.client_addr, &datagram, &mut out, now),
         Ok(Received::Packet { .. })
     ));
     assert!(matches!(
-        p.edge.handle_datagram(p.client_addr, &datagram, &mut out, now),
+        p.edge
+            .handle_datagram(p.client_addr, &datagram, &mut out, now),
         Err(DropReason::Noise(_))
     ));
 }
@@ -202,19 +216,30 @@ fn junk_and_truncated_datagrams_are_dropped_without_panic() {
     let mut out = vec![0u8; 2048];
     for len in 0..200 {
         let junk: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
-        assert!(p.edge.handle_datagram(p.client_addr, &junk, &mut out, now).is_err());
+        assert!(p
+            .edge
+            .handle_datagram(p.client_addr, &junk, &mut out, now)
+            .is_err());
     }
     // A real initiation cut short, and one with a flipped byte.
     let mut buf = vec![0u8; 2048];
-    let _ = p.client.send(&ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"), &mut buf, now);
+    let _ = p.client.send(
+        &ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"),
+        &mut buf,
+        now,
+    );
     let init = p.client.poll_transmit().unwrap().datagram;
     assert_eq!(
-        p.edge.handle_datagram(p.client_addr, &init[..100], &mut out, now),
+        p.edge
+            .handle_datagram(p.client_addr, &init[..100], &mut out, now),
         Err(DropReason::Malformed)
     );
     let mut flipped = init.clone();
     flipped[60] ^= 1;
-    assert!(p.edge.handle_datagram(p.client_addr, &flipped, &mut out, now).is_err());
+    assert!(p
+        .edge
+        .handle_datagram(p.client_addr, &flipped, &mut out, now)
+        .is_err());
     assert_eq!(p.edge.poll_transmit(), None, "nothing answers junk");
 }
 
@@ -233,7 +258,11 @@ fn initiation_from_unknown_key_is_dropped() {
         })
         .unwrap();
     let mut buf = vec![0u8; 2048];
-    let _ = stranger.send(&ip_packet([100, 64, 0, 9], [1, 1, 1, 1], b"x"), &mut buf, now);
+    let _ = stranger.send(
+        &ip_packet([100, 64, 0, 9], [1, 1, 1, 1], b"x"),
+        &mut buf,
+        now,
+    );
     let init = stranger.poll_transmit().unwrap().datagram;
     assert_eq!(
         p.edge.handle_datagram(p.client_addr, &init, &mut buf, now),
@@ -246,12 +275,22 @@ fn replayed_initiation_is_not_answered_twice() {
     let now = Instant::now();
     let mut p = pair(now, 100);
     let mut buf = vec![0u8; 2048];
-    let _ = p.client.send(&ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"), &mut buf, now);
+    let _ = p.client.send(
+        &ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"),
+        &mut buf,
+        now,
+    );
     let init = p.client.poll_transmit().unwrap().datagram;
-    assert!(p.edge.handle_datagram(p.client_addr, &init, &mut buf, now).is_ok());
+    assert!(p
+        .edge
+        .handle_datagram(p.client_addr, &init, &mut buf, now)
+        .is_ok());
     while p.edge.poll_transmit().is_some() {}
     let later = now + Duration::from_millis(100);
-    assert!(p.edge.handle_datagram(p.client_addr, &init, &mut buf, later).is_err());
+    assert!(p
+        .edge
+        .handle_datagram(p.client_addr, &init, &mut buf, later)
+        .is_err());
     assert_eq!(p.edge.poll_transmit(), None);
 }
 
@@ -260,17 +299,33 @@ fn initiations_faster_than_fifty_per_second_are_dropped() {
     let now = Instant::now();
     let mut p = pair(now, 1000);
     let mut buf = vec![0u8; 2048];
-    let _ = p.client.send(&ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"), &mut buf, now);
+    let _ = p.client.send(
+        &ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"),
+        &mut buf,
+        now,
+    );
     let first = p.client.poll_transmit().unwrap().datagram;
-    assert!(p.edge.handle_datagram(p.client_addr, &first, &mut buf, now).is_ok());
+    assert!(p
+        .edge
+        .handle_datagram(p.client_addr, &first, &mut buf, now)
+        .is_ok());
     // A fresh client node with the same key produces a new, valid initiation (boringtun's
     // TAI64N stamps advance with its own clock).
     std::thread::sleep(Duration::from_millis(2));
     let mut third = pair(now, 1000);
-    let _ = third.client.send(&ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"), &mut buf, now);
+    let _ = third.client.send(
+        &ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"),
+        &mut buf,
+        now,
+    );
     let second = third.client.poll_transmit().unwrap().datagram;
     assert_eq!(
-        p.edge.handle_datagram(p.client_addr, &second, &mut buf, now + Duration::from_millis(5)),
+        p.edge.handle_datagram(
+            p.client_addr,
+            &second,
+            &mut buf,
+            now + Duration::from_millis(5)
+        ),
         Err(DropReason::PeerRateLimited)
     );
 }
@@ -291,7 +346,11 @@ fn under_load_initiations_get_cookie_replies() {
             persistent_keepalive: None,
         })
         .unwrap();
-        let _ = c.send(&ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"), &mut buf, now);
+        let _ = c.send(
+            &ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"),
+            &mut buf,
+            now,
+        );
         let init = c.poll_transmit().unwrap().datagram;
         let from: SocketAddr = format!("198.51.100.{}:4000", 10 + i).parse().unwrap();
         let result = p.edge.handle_datagram(from, &init, &mut buf, now);
@@ -315,9 +374,18 @@ fn endpoint_follows_the_client_when_it_roams() {
     let roamed: SocketAddr = "192.0.2.77:50000".parse().unwrap();
     let mut buf = vec![0u8; 2048];
     let packet = ip_packet([100, 64, 0, 2], [10, 0, 0, 9], b"moved");
-    let datagram = p.client.send(&packet, &mut buf, now).unwrap().unwrap().datagram.to_vec();
+    let datagram = p
+        .client
+        .send(&packet, &mut buf, now)
+        .unwrap()
+        .unwrap()
+        .datagram
+        .to_vec();
     let mut out = vec![0u8; 2048];
-    assert!(p.edge.handle_datagram(roamed, &datagram, &mut out, now).is_ok());
+    assert!(p
+        .edge
+        .handle_datagram(roamed, &datagram, &mut out, now)
+        .is_ok());
     assert_eq!(
         p.edge.poll_event(),
         Some(Event::EndpointChanged {
@@ -326,7 +394,10 @@ fn endpoint_follows_the_client_when_it_roams() {
         })
     );
     let reply = ip_packet([10, 0, 0, 9], [100, 64, 0, 2], b"back");
-    assert_eq!(p.edge.send(&reply, &mut buf, now).unwrap().unwrap().to, roamed);
+    assert_eq!(
+        p.edge.send(&reply, &mut buf, now).unwrap().unwrap().to,
+        roamed
+    );
 }
 
 #[test]
@@ -350,7 +421,11 @@ fn timers_retry_the_handshake_when_the_edge_is_silent() {
     let now = Instant::now();
     let mut p = pair(now, 100);
     let mut buf = vec![0u8; 2048];
-    let _ = p.client.send(&ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"), &mut buf, now);
+    let _ = p.client.send(
+        &ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"),
+        &mut buf,
+        now,
+    );
     while p.client.poll_transmit().is_some() {}
     // boringtun reads its own clock: the Rekey-Timeout (5 s) must really pass.
     std::thread::sleep(Duration::from_millis(5_300));

@@ -2,8 +2,8 @@
 //! "administratively prohibited" unreachable for everything else.
 
 use etherparse::{
-    icmpv4::DestUnreachableHeader, icmpv6::DestUnreachableCode, Icmpv4Type, Icmpv6Type,
-    IpNumber, IpSlice, PacketBuilder,
+    icmpv4::DestUnreachableHeader, icmpv6::DestUnreachableCode, Icmpv4Type, Icmpv6Type, IpNumber,
+    IpSlice, PacketBuilder,
 };
 
 /// ICMPv6 error messages must fit the IPv6 minimum MTU (RFC 4443 §2.4 (c)).
@@ -87,7 +87,8 @@ pub fn icmp_unreachable_for(packet: &[u8]) -> Option<Vec<u8>> {
                 .ok()?;
         }
         (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
-            if payload.ip_number == IpNumber::IPV6_ICMP && transport.first().is_some_and(|t| *t < 128)
+            if payload.ip_number == IpNumber::IPV6_ICMP
+                && transport.first().is_some_and(|t| *t < 128)
             {
                 return None;
             }
