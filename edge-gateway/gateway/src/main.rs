@@ -57,8 +57,10 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // boringtun logs every handshake retry at WARN; its errors are enough here.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,boringtun=error")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     match run_cli(Cli::parse()) {
