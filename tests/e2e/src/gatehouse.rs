@@ -11,7 +11,7 @@
 
 use crate::{bin, ifname, keypair, veth, wait_for_socket, Netns, Proc, TestDir};
 use anyhow::Context as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const CLIENT_UNDERLAY: &str = "10.201.0.2";
@@ -113,9 +113,11 @@ addresses = ["{CLIENT_TUNNEL}/32"]
     ///
     /// # Errors
     /// The edge does not come up within 10 s.
-    pub fn start_edge(&self, config: &PathBuf) -> anyhow::Result<Proc> {
+    pub fn start_edge(&self, config: &Path) -> anyhow::Result<Proc> {
         let config = config.to_string_lossy().to_string();
-        let log = self.dir.join(format!("edge-{}.log", crate::random_suffix(4)));
+        let log = self
+            .dir
+            .join(format!("edge-{}.log", crate::random_suffix(4)));
         let mut proc = self.edge.spawn_with_env(
             bin("gatehouse-edge"),
             &["run", "--config", &config],
@@ -145,11 +147,13 @@ addresses = ["{CLIENT_TUNNEL}/32"]
     ///
     /// # Errors
     /// The client does not come up within 10 s.
-    pub fn start_client(&self, config: &PathBuf, extra: &[&str]) -> anyhow::Result<Proc> {
+    pub fn start_client(&self, config: &Path, extra: &[&str]) -> anyhow::Result<Proc> {
         let config = config.to_string_lossy().to_string();
         let mut args = vec!["up", "--config", &config, "--interface", &self.client_tun];
         args.extend_from_slice(extra);
-        let log = self.dir.join(format!("client-{}.log", crate::random_suffix(4)));
+        let log = self
+            .dir
+            .join(format!("client-{}.log", crate::random_suffix(4)));
         let mut proc = self.client.spawn_with_env(
             bin("gatehouse"),
             &args,
@@ -163,8 +167,7 @@ addresses = ["{CLIENT_TUNNEL}/32"]
 
 fn wait_up(proc: &mut Proc, interface: &str) -> anyhow::Result<()> {
     let socket = PathBuf::from(format!("/var/run/wireguard/{interface}.sock"));
-    wait_for_socket(&socket, Duration::from_secs(10)).with_context(|| {
-        format!("{} did not come up; its log:\n{}", proc.label(), proc.log())
-    })?;
+    wait_for_socket(&socket, Duration::from_secs(10))
+        .with_context(|| format!("{} did not come up; its log:\n{}", proc.label(), proc.log()))?;
     Ok(())
 }
