@@ -8,7 +8,7 @@ use std::time::Instant;
 use wg::uapi::{DeviceSnapshot, SetRequest};
 use wg::{Event, Node, NodeConfig, OwnedTransmit, PeerConfig, PeerError, Received, Transmit};
 use wg_driver::event_loop::{self, LoopStats, TunnelCore};
-use wg_driver::tun_device::AsyncTun;
+use wg_driver::packet_device::PacketDevice;
 use wg_driver::uapi_server::UapiServer;
 
 /// Builds the node for `config`, resolving peer endpoints given as host names.
@@ -57,14 +57,16 @@ pub async fn resolve(endpoint: &Endpoint) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// Runs the tunnel until `shutdown` completes. The host owns `tun` and `socket`.
+/// Runs the tunnel until `shutdown` completes. The host owns `socket` and `device`: a TUN
+/// device (created here, or adopted from a host fd) or [`wg_driver::packet_device::ChannelDevice`]
+/// for hosts that pass packets in and out.
 ///
 /// # Errors
 /// The UDP socket failing for good.
 pub async fn run(
     node: Node,
     socket: &tokio::net::UdpSocket,
-    tun: &AsyncTun,
+    tun: &impl PacketDevice,
     uapi: Option<&mut UapiServer>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<LoopStats> {

@@ -1,7 +1,7 @@
 //! The tunnel event loop shared by the client and the edge: UDP ⇄ core ⇄ TUN, one timer, the
 //! UAPI socket, and a shutdown signal.
 
-use crate::tun_device::AsyncTun;
+use crate::packet_device::PacketDevice;
 use crate::uapi_server::{UapiCall, UapiServer};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,14 +53,14 @@ pub struct LoopStats {
     pub tun_write_errors: u64,
 }
 
-/// Runs `core` until `shutdown` completes.
+/// Runs `core` over `socket` and the packet device `tun` until `shutdown` completes.
 ///
 /// # Errors
 /// The UDP socket failing for good; per-packet errors are counted, never returned.
-pub async fn run<C: TunnelCore>(
+pub async fn run<C: TunnelCore, D: PacketDevice>(
     core: &mut C,
     socket: &UdpSocket,
-    tun: &AsyncTun,
+    tun: &D,
     mut uapi: Option<&mut UapiServer>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<LoopStats> {
@@ -92,15 +92,15 @@ pub async fn run<C: TunnelCore>(
     Ok(io.stats)
 }
 
-struct Io<'a> {
+struct Io<'a, D> {
     socket: &'a UdpSocket,
-    tun: &'a AsyncTun,
+    tun: &'a D,
     stats: LoopStats,
     rx: Vec<u8>,
     out: Vec<u8>,
 }
 
-impl Io<'_> {
+impl<D: PacketDevice> Io<'_, D> {
     async fn on_udp_readable<C: TunnelCore>(&mut self, core: &mut C) {
         for _ in 0..BATCH {
             let (n, from) = match self.socket.try_recv_from(&mut self.rx) {

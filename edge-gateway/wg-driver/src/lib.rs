@@ -1,5 +1,5 @@
 //! `wg-driver`: the tokio IO shared by the `gatehouse` client and `gatehouse-edge`: the tunnel
-//! event loop, the WireGuard UAPI socket server, the TUN device, the UDP socket, key generation
+//! event loop, the WireGuard UAPI socket server, the TUN device (or host-fed packet channels), the UDP socket, key generation
 //! and iproute2 calls.
 //!
 //! Only IO lives here. The protocols and state machines these drivers shuttle bytes for are the
@@ -9,6 +9,7 @@
 pub mod event_loop;
 pub mod iproute;
 pub mod keygen;
+pub mod packet_device;
 pub mod tun_device;
 pub mod uapi_server;
 pub mod udp;
