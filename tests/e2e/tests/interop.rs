@@ -61,7 +61,12 @@ fn gatehouse_client_connects_to_a_wireguard_go_server() -> anyhow::Result<()> {
         EDGE_PORT,
         "100.64.0.1/10",
     )?;
-    server.add_peer(&topo.client_public, None, &format!("{CLIENT_TUNNEL}/32"), None)?;
+    server.add_peer(
+        &topo.client_public,
+        None,
+        &format!("{CLIENT_TUNNEL}/32"),
+        None,
+    )?;
     let _client = topo.start_client(&topo.write_client_config("10.202.0.0/24")?, &[])?;
 
     let fetched = http_get(
@@ -100,7 +105,9 @@ fn wg_quick_config_generated_by_the_edge_works_unchanged() -> anyhow::Result<()>
     ])?;
     assert!(generated.contains(&format!("Endpoint = {EDGE_UNDERLAY}:{EDGE_PORT}")));
     // wg-quick names the interface after the file.
-    let conf = topo.dir.write(&format!("{}.conf", topo.client_tun), &generated)?;
+    let conf = topo
+        .dir
+        .write(&format!("{}.conf", topo.client_tun), &generated)?;
     let _up = WgQuickUp::up(&topo.client, conf)?;
 
     let fetched = http_get(
