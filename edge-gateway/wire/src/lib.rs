@@ -6,6 +6,7 @@
 //! checks), `edge-core` (flow keys) and `client-core`.
 
 mod flow_key;
+pub mod offload;
 mod reject;
 
 pub use flow_key::{FlowKey, PacketError, PacketSummary, Protocol, TcpFlags};
