@@ -63,7 +63,7 @@ async fn run_foreground(args: UpArgs, config: wg_quick::WgQuickConfig) -> anyhow
     let mtu = config.interface.mtu.unwrap_or(DEFAULT_MTU);
     let table = config.interface.fwmark.unwrap_or(os::DEFAULT_TABLE);
 
-    let tun = AsyncTun::create(interface, mtu)?;
+    let tun = AsyncTun::create(interface, mtu, true)?;
     os::add_addresses(interface, &config.interface.addresses)?;
     let allowed: Vec<IpNet> = config
         .peers
@@ -72,7 +72,7 @@ async fn run_foreground(args: UpArgs, config: wg_quick::WgQuickConfig) -> anyhow
         .collect();
     let plan = routes::plan(&routes::mode_from_allowed_ips(&allowed, &args.exclude));
     let listen = SocketAddr::from(([0u16; 8], config.interface.listen_port.unwrap_or(0)));
-    let socket = udp::bind(listen, Some(table))?;
+    let mut socket = udp::BatchSocket::new(udp::bind(listen, Some(table))?)?;
     let _routes = os::install_routes(interface, &plan, table)?;
     let mut uapi = UapiServer::bind(interface)?;
     let _files = RuntimeFiles::write(interface, &text_of(&config)?)?;
@@ -84,7 +84,7 @@ async fn run_foreground(args: UpArgs, config: wg_quick::WgQuickConfig) -> anyhow
     );
 
     let shutdown = shutdown()?;
-    tunnel::run(node, &socket, &tun, Some(&mut uapi), shutdown).await?;
+    tunnel::run(node, &mut socket, &tun, Some(&mut uapi), shutdown).await?;
     Ok(())
 }
 

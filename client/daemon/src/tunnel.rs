@@ -65,7 +65,7 @@ pub async fn resolve(endpoint: &Endpoint) -> anyhow::Result<SocketAddr> {
 /// The UDP socket failing for good.
 pub async fn run(
     node: Node,
-    socket: &tokio::net::UdpSocket,
+    socket: &mut wg_driver::udp::BatchSocket,
     tun: &impl PacketDevice,
     uapi: Option<&mut UapiServer>,
     shutdown: impl Future<Output = ()>,

@@ -11,6 +11,7 @@ use tokio::net::UdpSocket;
 use wg::keys::PrivateKey;
 use wg::{Node, NodeConfig, PeerConfig, Received};
 use wg_driver::packet_device::ChannelDevice;
+use wg_driver::udp::BatchSocket;
 
 fn udp_packet(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -53,14 +54,15 @@ async fn packets_from_the_host_cross_the_tunnel_and_replies_come_back() {
     ))
     .unwrap();
     let node = tunnel::build_node(&config, Instant::now()).await.unwrap();
-    let client_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut client_socket =
+        BatchSocket::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()).unwrap();
     let (device, mut host) = ChannelDevice::pair(64);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let client_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
         };
-        tunnel::run(node, &client_socket, &device, None, shutdown).await
+        tunnel::run(node, &mut client_socket, &device, None, shutdown).await
     });
 
     let request = udp_packet([100, 64, 0, 2], [10, 9, 0, 1], b"question");

@@ -38,11 +38,11 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         tracing::warn!("no [[policy]] rules: every flow is denied");
     }
 
-    let tun = AsyncTun::create(&file.interface, file.mtu)?;
+    let tun = AsyncTun::create(&file.interface, file.mtu, true)?;
     for net in &file.address {
         iproute::add_address(&file.interface, &net.to_string())?;
     }
-    let socket = udp::bind(file.listen, None)?;
+    let mut socket = udp::BatchSocket::new(udp::bind(file.listen, None)?)?;
     let mut uapi = UapiServer::bind(&file.interface)?;
     tracing::info!(
         interface = %file.interface,
@@ -53,7 +53,7 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
     );
 
     let mut core = EdgeDriver { edge, drops: 0 };
-    let stats = event_loop::run(&mut core, &socket, &tun, Some(&mut uapi), shutdown()?)
+    let stats = event_loop::run(&mut core, &mut socket, &tun, Some(&mut uapi), shutdown()?)
         .await
         .context("the UDP socket failed")?;
     tracing::info!(

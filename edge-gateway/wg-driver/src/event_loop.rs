@@ -1,20 +1,26 @@
-//! The tunnel event loop shared by the client and the edge: UDP ⇄ core ⇄ TUN, one timer, the
-//! UAPI socket, and a shutdown signal.
+//! The tunnel event loop shared by the client and the edge: UDP ⇄ core ⇄ packet device, one
+//! timer, the UAPI socket, and a shutdown signal.
+//!
+//! The per-packet path is batched at both ends: one `recvmmsg` (with UDP GRO) hands over many
+//! datagrams, one TUN read may hold a TCP super-packet of up to 64 KiB, and the encrypted
+//! datagrams of one read leave in as few `sendmsg` calls as UDP GSO allows.
 
 use crate::packet_device::PacketDevice;
 use crate::uapi_server::{UapiCall, UapiServer};
+use crate::udp::BatchSocket;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
-use tokio::net::UdpSocket;
 use wg::uapi::{DeviceSnapshot, Request, SetRequest};
 use wg::{OwnedTransmit, PeerError, Transmit};
 
-/// Packets handled per readiness event before the loop looks at its other inputs, so one busy
-/// direction cannot starve the other or the timer.
-const BATCH: usize = 64;
-/// Large enough for any UDP datagram plus WireGuard's 32-byte overhead.
-const BUF: usize = 65_536 + 64;
+/// Reads per readiness event before the loop looks at its other inputs, so one busy direction
+/// cannot starve the other or the timer.
+const BATCH: usize = 16;
+/// One TUN read: a packet, or a virtio header and a super-packet of up to 64 KiB.
+const TUN_BUF: usize = 65_536 + 64;
+/// A GSO send carries at most 64 KiB in all (the IP datagram limit of the kernel's UDP GSO).
+const GSO_MAX_BYTES: usize = 65_000;
 
 /// What the loop needs from a sans-IO tunnel core (the client's node or the edge).
 pub trait TunnelCore {
@@ -51,6 +57,7 @@ pub struct LoopStats {
     pub to_tun: u64,
     pub to_network: u64,
     pub tun_write_errors: u64,
+    pub udp_sends: u64,
 }
 
 /// Runs `core` over `socket` and the packet device `tun` until `shutdown` completes.
@@ -59,28 +66,31 @@ pub struct LoopStats {
 /// The UDP socket failing for good; per-packet errors are counted, never returned.
 pub async fn run<C: TunnelCore, D: PacketDevice>(
     core: &mut C,
-    socket: &UdpSocket,
+    socket: &mut BatchSocket,
     tun: &D,
     mut uapi: Option<&mut UapiServer>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<LoopStats> {
+    let max_segments = socket.max_gso_segments();
     let mut io = Io {
         socket,
         tun,
         stats: LoopStats::default(),
-        rx: vec![0u8; BUF],
-        out: vec![0u8; BUF],
+        rx: vec![0u8; TUN_BUF],
+        scratch: vec![0u8; TUN_BUF],
+        out: vec![0u8; TUN_BUF],
+        tx: TxBatch::new(max_segments),
     };
     tokio::pin!(shutdown);
     loop {
         let deadline = tokio::time::Instant::from_std(core.poll_timeout());
         tokio::select! {
-            ready = socket.readable() => {
+            ready = io.socket.readable() => {
                 ready?;
-                io.on_udp_readable(core).await;
+                io.on_udp_readable(core);
             }
             read = tun.recv(&mut io.rx) => match read {
-                Ok(n) => io.on_tun_packets(core, n).await,
+                Ok(n) => io.on_tun_readable(core, n).await,
                 Err(e) => tracing::warn!("TUN read failed: {e}"),
             },
             () = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),
@@ -93,56 +103,159 @@ pub async fn run<C: TunnelCore, D: PacketDevice>(
 }
 
 struct Io<'a, D> {
-    socket: &'a UdpSocket,
+    socket: &'a mut BatchSocket,
     tun: &'a D,
     stats: LoopStats,
     rx: Vec<u8>,
+    scratch: Vec<u8>,
     out: Vec<u8>,
+    tx: TxBatch,
 }
 
 impl<D: PacketDevice> Io<'_, D> {
-    async fn on_udp_readable<C: TunnelCore>(&mut self, core: &mut C) {
+    fn on_udp_readable<C: TunnelCore>(&mut self, core: &mut C) {
+        let Self {
+            socket,
+            tun,
+            stats,
+            out,
+            ..
+        } = self;
         for _ in 0..BATCH {
-            let (n, from) = match self.socket.try_recv_from(&mut self.rx) {
-                Ok(received) => received,
+            let result = socket.try_recv_each(|received| {
+                let now = Instant::now();
+                if let Some(packet) = core.handle_datagram(received.from, received.datagram, out, now)
+                {
+                    stats.to_tun += 1;
+                    if let Err(e) = tun.send(packet) {
+                        stats.tun_write_errors += 1;
+                        tracing::trace!("TUN write failed: {e}");
+                    }
+                }
+            });
+            match result {
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::debug!("UDP receive failed: {e}");
                     return;
                 }
-            };
-            // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; keep endpoints canonical.
-            let from = SocketAddr::new(from.ip().to_canonical(), from.port());
-            if let Some(packet) =
-                core.handle_datagram(from, &self.rx[..n], &mut self.out, Instant::now())
-            {
-                self.stats.to_tun += 1;
-                if let Err(e) = self.tun.send(packet) {
-                    self.stats.tun_write_errors += 1;
-                    tracing::trace!("TUN write failed: {e}");
-                }
             }
-            self.flush(core).await;
         }
     }
 
-    async fn on_tun_packets<C: TunnelCore>(&mut self, core: &mut C, first_len: usize) {
+    async fn on_tun_readable<C: TunnelCore>(&mut self, core: &mut C, first_len: usize) {
         let mut len = Some(first_len);
         for _ in 0..BATCH {
             let Some(n) = len.take() else { break };
-            if let Some(t) = core.handle_tun_packet(&self.rx[..n], &mut self.out, Instant::now()) {
-                self.stats.to_network += 1;
-                send(self.socket, t.to, t.datagram).await;
-            }
+            let now = Instant::now();
+            let Self {
+                tun,
+                rx,
+                scratch,
+                tx,
+                stats,
+                ..
+            } = self;
+            tun.for_each_packet(&mut rx[..n], scratch, &mut |packet| {
+                let slot = tx.slot(packet.len());
+                if let Some(t) = core.handle_tun_packet(packet, slot, now) {
+                    let (to, len) = (t.to, t.datagram.len());
+                    tx.commit(to, len);
+                    stats.to_network += 1;
+                }
+            });
+            self.send_batch().await;
             len = self.tun.try_recv(&mut self.rx).ok();
         }
     }
 
+    async fn send_batch(&mut self) {
+        for group in self.tx.groups.drain(..) {
+            let contents = &self.tx.buf[group.start..group.end];
+            let segment = (group.count > 1).then_some(group.segment);
+            self.stats.udp_sends += 1;
+            if let Err(e) = self.socket.send(group.to, contents, segment).await {
+                tracing::debug!("UDP send failed: {e}");
+            }
+        }
+        self.tx.len = 0;
+    }
+
     async fn flush<C: TunnelCore>(&mut self, core: &mut C) {
         while let Some(t) = core.poll_transmit() {
-            send(self.socket, t.to, &t.datagram).await;
+            if let Err(e) = self.socket.send(t.to, &t.datagram, None).await {
+                tracing::debug!("UDP send failed: {e}");
+            }
         }
         core.drain_events();
+    }
+}
+
+/// Encrypted datagrams waiting to be sent, grouped into runs a single GSO send can carry:
+/// same destination, same size (the last of a run may be shorter).
+struct TxBatch {
+    buf: Vec<u8>,
+    len: usize,
+    groups: Vec<Group>,
+    max_segments: usize,
+}
+
+struct Group {
+    to: SocketAddr,
+    start: usize,
+    end: usize,
+    segment: usize,
+    count: usize,
+    /// A shorter datagram ended the run.
+    closed: bool,
+}
+
+impl TxBatch {
+    fn new(max_segments: usize) -> Self {
+        Self {
+            buf: vec![0u8; TUN_BUF],
+            len: 0,
+            groups: Vec::new(),
+            max_segments: max_segments.max(1),
+        }
+    }
+
+    /// Space for the encryption of a `packet_len`-byte packet, right after what is batched.
+    fn slot(&mut self, packet_len: usize) -> &mut [u8] {
+        let need = (packet_len + 32).max(wg::MIN_BUFFER);
+        if self.buf.len() < self.len + need {
+            self.buf.resize(self.len + need, 0);
+        }
+        &mut self.buf[self.len..self.len + need]
+    }
+
+    /// Adds the `len` bytes just written into the slot as a datagram to `to`.
+    fn commit(&mut self, to: SocketAddr, len: usize) {
+        let start = self.len;
+        self.len += len;
+        if let Some(group) = self.groups.last_mut() {
+            let fits = group.to == to
+                && !group.closed
+                && len <= group.segment
+                && group.count < self.max_segments
+                && group.end - group.start + len <= GSO_MAX_BYTES
+                && group.end == start;
+            if fits {
+                group.end = self.len;
+                group.count += 1;
+                group.closed = len < group.segment;
+                return;
+            }
+        }
+        self.groups.push(Group {
+            to,
+            start,
+            end: self.len,
+            segment: len,
+            count: 1,
+            closed: false,
+        });
     }
 }
 
@@ -169,14 +282,51 @@ fn on_uapi<C: TunnelCore>(core: &mut C, mut call: UapiCall) {
 /// errno for a set request the core refuses (wireguard-go answers EINVAL for bad peers too).
 const EINVAL: i32 = 22;
 
-async fn send(socket: &UdpSocket, to: SocketAddr, datagram: &[u8]) {
-    match socket.try_send_to(datagram, to) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            if let Err(e) = socket.send_to(datagram, to).await {
-                tracing::debug!("UDP send failed: {e}");
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    fn push(batch: &mut TxBatch, to: SocketAddr, len: usize) {
+        let _ = batch.slot(len);
+        batch.commit(to, len);
+    }
+
+    #[test]
+    fn equal_datagrams_to_one_peer_form_one_gso_run_ended_by_a_shorter_one() {
+        let mut batch = TxBatch::new(64);
+        for _ in 0..5 {
+            push(&mut batch, addr(1), 1452);
         }
-        Err(e) => tracing::debug!("UDP send failed: {e}"),
+        push(&mut batch, addr(1), 100);
+        push(&mut batch, addr(1), 1452);
+        assert_eq!(batch.groups.len(), 2);
+        assert_eq!((batch.groups[0].count, batch.groups[0].segment), (6, 1452));
+        assert_eq!(batch.groups[0].end - batch.groups[0].start, 5 * 1452 + 100);
+        assert_eq!(batch.groups[1].count, 1);
+    }
+
+    #[test]
+    fn runs_split_by_destination_segment_limit_and_size_limit() {
+        let mut batch = TxBatch::new(3);
+        for _ in 0..4 {
+            push(&mut batch, addr(1), 1000);
+        }
+        push(&mut batch, addr(2), 1000);
+        let counts: Vec<usize> = batch.groups.iter().map(|g| g.count).collect();
+        assert_eq!(counts, [3, 1, 1]);
+
+        let mut big = TxBatch::new(1000);
+        for _ in 0..100 {
+            push(&mut big, addr(1), 1452);
+        }
+        assert!(big
+            .groups
+            .iter()
+            .all(|g| g.end - g.start <= GSO_MAX_BYTES));
+        assert_eq!(big.groups.iter().map(|g| g.count).sum::<usize>(), 100);
     }
 }

@@ -16,6 +16,12 @@ pub trait PacketDevice {
     /// # Errors
     /// `WouldBlock`, or the device's own error.
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Calls `emit` for each IP packet in `chunk`, the bytes of one `recv` (a device with
+    /// offloads may return several packets, or one to complete, per read).
+    fn for_each_packet(&self, chunk: &mut [u8], scratch: &mut [u8], emit: &mut dyn FnMut(&[u8])) {
+        let _ = scratch;
+        emit(chunk);
+    }
     /// Hands one packet to the host; a full device drops it (`WouldBlock`), as a NIC would.
     ///
     /// # Errors
@@ -30,6 +36,10 @@ impl PacketDevice for AsyncTun {
 
     fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         AsyncTun::try_recv(self, buf)
+    }
+
+    fn for_each_packet(&self, chunk: &mut [u8], scratch: &mut [u8], emit: &mut dyn FnMut(&[u8])) {
+        AsyncTun::for_each_packet(self, chunk, scratch, emit);
     }
 
     fn send(&self, packet: &[u8]) -> io::Result<usize> {
