@@ -80,6 +80,9 @@ pub async fn run<C: TunnelCore, D: PacketDevice>(
         scratch: vec![0u8; TUN_BUF],
         out: vec![0u8; TUN_BUF],
         tx: TxBatch::new(max_segments),
+        coalescer: tun
+            .takes_super_packets()
+            .then(wire::offload::Coalescer::new),
     };
     tokio::pin!(shutdown);
     loop {
@@ -110,6 +113,8 @@ struct Io<'a, D> {
     scratch: Vec<u8>,
     out: Vec<u8>,
     tx: TxBatch,
+    /// Joins decrypted TCP segments into super-packets when the device takes them.
+    coalescer: Option<wire::offload::Coalescer>,
 }
 
 impl<D: PacketDevice> Io<'_, D> {
@@ -119,20 +124,37 @@ impl<D: PacketDevice> Io<'_, D> {
             tun,
             stats,
             out,
+            coalescer,
             ..
         } = self;
+        let mut write = |bytes: &[u8], offloaded: bool| {
+            let result = if offloaded {
+                tun.send_offloaded(bytes)
+            } else {
+                tun.send(bytes)
+            };
+            if let Err(e) = result {
+                stats.tun_write_errors += 1;
+                tracing::trace!("TUN write failed: {e}");
+            }
+        };
         for _ in 0..BATCH {
             let result = socket.try_recv_each(|received| {
                 let now = Instant::now();
-                if let Some(packet) = core.handle_datagram(received.from, received.datagram, out, now)
-                {
-                    stats.to_tun += 1;
-                    if let Err(e) = tun.send(packet) {
-                        stats.tun_write_errors += 1;
-                        tracing::trace!("TUN write failed: {e}");
-                    }
+                let Some(packet) = core.handle_datagram(received.from, received.datagram, out, now)
+                else {
+                    return;
+                };
+                stats.to_tun += 1;
+                match coalescer {
+                    Some(c) => c.push(packet, &mut |bytes| write(bytes, true)),
+                    None => write(packet, false),
                 }
             });
+            // A batch's last super-packet must not wait for traffic that may never come.
+            if let Some(c) = coalescer {
+                c.finish(&mut |bytes| write(bytes, true));
+            }
             match result {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -323,10 +345,7 @@ mod tests {
         for _ in 0..100 {
             push(&mut big, addr(1), 1452);
         }
-        assert!(big
-            .groups
-            .iter()
-            .all(|g| g.end - g.start <= GSO_MAX_BYTES));
+        assert!(big.groups.iter().all(|g| g.end - g.start <= GSO_MAX_BYTES));
         assert_eq!(big.groups.iter().map(|g| g.count).sum::<usize>(), 100);
     }
 }

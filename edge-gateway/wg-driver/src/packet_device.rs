@@ -27,6 +27,19 @@ pub trait PacketDevice {
     /// # Errors
     /// `WouldBlock` when full, `BrokenPipe` when the host side is gone.
     fn send(&self, packet: &[u8]) -> io::Result<usize>;
+    /// True when the device takes super-packets behind a virtio header
+    /// ([`PacketDevice::send_offloaded`]), so the loop may coalesce TCP segments.
+    fn takes_super_packets(&self) -> bool {
+        false
+    }
+    /// Writes a virtio header followed by a (super-)packet, from [`wire::offload::Coalescer`].
+    ///
+    /// # Errors
+    /// `Unsupported` unless [`PacketDevice::takes_super_packets`]; else as [`PacketDevice::send`].
+    fn send_offloaded(&self, header_and_packet: &[u8]) -> io::Result<usize> {
+        let _ = header_and_packet;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 impl PacketDevice for AsyncTun {
@@ -44,6 +57,14 @@ impl PacketDevice for AsyncTun {
 
     fn send(&self, packet: &[u8]) -> io::Result<usize> {
         AsyncTun::send(self, packet)
+    }
+
+    fn takes_super_packets(&self) -> bool {
+        self.offload()
+    }
+
+    fn send_offloaded(&self, header_and_packet: &[u8]) -> io::Result<usize> {
+        AsyncTun::send_raw(self, header_and_packet)
     }
 }
 

@@ -46,10 +46,7 @@ impl AsyncTun {
             // SAFETY: TUNSETOFFLOAD takes an integer argument and touches no memory of ours.
             if unsafe { libc::ioctl(device.as_raw_fd(), TUNSETOFFLOAD, flags) } != 0 {
                 // Headers are still present; the kernel just never sends super-packets.
-                tracing::warn!(
-                    "TUN offloads unavailable: {}",
-                    io::Error::last_os_error()
-                );
+                tracing::warn!("TUN offloads unavailable: {}", io::Error::last_os_error());
             }
         }
         Self::wrap(device, name.to_string(), offload)
@@ -136,13 +133,33 @@ impl AsyncTun {
         if written < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(usize::try_from(written).unwrap_or(0).saturating_sub(wire::offload::VNET_HDR_LEN))
+        Ok(usize::try_from(written)
+            .unwrap_or(0)
+            .saturating_sub(wire::offload::VNET_HDR_LEN))
+    }
+
+    /// True when reads and writes carry virtio headers (offloads on).
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// Writes `bytes` as they are: with offloads, a virtio header and a (super-)packet.
+    ///
+    /// # Errors
+    /// IO errors, `WouldBlock` included.
+    pub fn send_raw(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.inner.get_ref().send(bytes)
     }
 
     /// Calls `emit` for each IP packet in `chunk` (one read's bytes): the chunk itself, or with
     /// offloads the packets behind its virtio header (segmented, checksums completed).
     /// `scratch` holds one segment. Malformed chunks are dropped and logged at TRACE.
-    pub fn for_each_packet(&self, chunk: &mut [u8], scratch: &mut [u8], emit: &mut dyn FnMut(&[u8])) {
+    pub fn for_each_packet(
+        &self,
+        chunk: &mut [u8],
+        scratch: &mut [u8],
+        emit: &mut dyn FnMut(&[u8]),
+    ) {
         if !self.offload {
             emit(chunk);
             return;

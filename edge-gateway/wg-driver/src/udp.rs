@@ -111,8 +111,10 @@ impl BatchSocket {
             bufs,
             meta,
         } = self;
-        let mut slices: Vec<std::io::IoSliceMut<'_>> =
-            bufs.iter_mut().map(|b| std::io::IoSliceMut::new(b)).collect();
+        let mut slices: Vec<std::io::IoSliceMut<'_>> = bufs
+            .iter_mut()
+            .map(|b| std::io::IoSliceMut::new(b))
+            .collect();
         let count = socket.try_io(tokio::io::Interest::READABLE, || {
             state.recv((&*socket).into(), &mut slices, meta)
         })?;

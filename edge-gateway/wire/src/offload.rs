@@ -172,6 +172,220 @@ fn segment_tcp(
     Ok(())
 }
 
+/// Largest IP packet a TUN write may carry (the IPv4 total-length field).
+const MAX_SUPER_PACKET: usize = 65_535;
+
+/// Joins consecutive TCP segments of one flow into a super-packet for a TUN device with
+/// offloads (receive-side GRO, as Linux `tcp_gro_receive` does): one write instead of dozens.
+///
+/// Segments join while they continue the flow exactly: same addresses, ports, IP and TCP
+/// header fields except length/id/checksum/sequence, equal TCP options, ACK (and PSH on the
+/// last) as the only flags, each payload the size of the first (the last may be shorter), and
+/// the sequence number right after the previous one. Everything else is written as it came.
+pub struct Coalescer {
+    /// Virtio header space, then the pending packet.
+    buf: Vec<u8>,
+    pending: Option<Pending>,
+}
+
+#[derive(Clone, Copy)]
+struct Pending {
+    ip_len: usize,
+    headers: usize,
+    gso_size: usize,
+    count: usize,
+    next_seq: u32,
+    /// A short segment or PSH ended the run.
+    closed: bool,
+    /// The last segment joined carried PSH, which the super-packet must pass on.
+    push_flag: bool,
+}
+
+impl Default for Coalescer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Coalescer {
+    pub fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(VNET_HDR_LEN + MAX_SUPER_PACKET),
+            pending: None,
+        }
+    }
+
+    /// Adds `packet`. When it cannot join the pending super-packet, the pending one is handed
+    /// to `write` (virtio header included) first.
+    pub fn push(&mut self, packet: &[u8], write: &mut dyn FnMut(&[u8])) {
+        if let Some(pending) = self.pending {
+            if let Some(next) = self.joins(&pending, packet) {
+                self.buf.extend_from_slice(&packet[pending.headers..]);
+                self.pending = Some(next);
+                return;
+            }
+            self.finish(write);
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(&VnetHdr::NONE);
+        self.buf.extend_from_slice(packet);
+        self.pending = start(packet);
+        if self.pending.is_none() {
+            write(&self.buf);
+            self.buf.clear();
+        }
+    }
+
+    /// Hands the pending packet, if any, to `write`.
+    pub fn finish(&mut self, write: &mut dyn FnMut(&[u8])) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        if pending.count > 1 {
+            self.seal(&pending);
+        }
+        write(&self.buf);
+        self.buf.clear();
+    }
+
+    /// The run after `packet` joined, or `None` when it cannot.
+    fn joins(&self, pending: &Pending, packet: &[u8]) -> Option<Pending> {
+        let first = &self.buf[VNET_HDR_LEN..];
+        let (ip_len, headers) = (pending.ip_len, pending.headers);
+        if pending.closed || packet.len() <= headers || packet.len() < 40 {
+            return None;
+        }
+        let payload = packet.len() - headers;
+        if payload > pending.gso_size || first.len() + payload > MAX_SUPER_PACKET {
+            return None;
+        }
+        if start(packet).map(|p| (p.ip_len, p.headers)) != Some((ip_len, headers)) {
+            return None;
+        }
+        let same_ip = if ip_len == 20 {
+            // Version/IHL/TOS, flags/fragment, TTL/protocol, addresses.
+            first[..2] == packet[..2]
+                && first[6..10] == packet[6..10]
+                && first[12..20] == packet[12..20]
+        } else {
+            first[..4] == packet[..4] && first[6..40] == packet[6..40]
+        };
+        let t = ip_len;
+        let same_tcp = first[t..t + 4] == packet[t..t + 4]
+            && first[t + 8..t + 13] == packet[t + 8..t + 13]
+            && first[t + 13] & !0x08 == packet[t + 13] & !0x08
+            && first[t + 14..t + 16] == packet[t + 14..t + 16]
+            && first[t + 20..headers] == packet[t + 20..headers];
+        let seq = u32::from_be_bytes([packet[t + 4], packet[t + 5], packet[t + 6], packet[t + 7]]);
+        if !same_ip || !same_tcp || seq != pending.next_seq {
+            return None;
+        }
+        Some(Pending {
+            count: pending.count + 1,
+            next_seq: seq.wrapping_add(payload as u32),
+            closed: payload < pending.gso_size || packet[t + 13] & 0x08 != 0,
+            push_flag: packet[t + 13] & 0x08 != 0,
+            ..*pending
+        })
+    }
+
+    /// Turns the joined bytes into a valid GSO packet: lengths, IPv4 header checksum, the TCP
+    /// pseudo-header sum for the kernel to complete, PSH from the last segment, the header.
+    fn seal(&mut self, pending: &Pending) {
+        let Pending {
+            ip_len,
+            headers,
+            gso_size,
+            ..
+        } = *pending;
+        let packet = &mut self.buf[VNET_HDR_LEN..];
+        let total = packet.len();
+        let v4 = ip_len == 20;
+        if pending.push_flag {
+            packet[ip_len + 13] |= 0x08;
+        }
+        if v4 {
+            packet[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            packet[10..12].copy_from_slice(&[0, 0]);
+            let sum = !fold(sum_bytes(&packet[..20], 0));
+            packet[10..12].copy_from_slice(&sum.to_be_bytes());
+        } else {
+            packet[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+        }
+        let version = if v4 { 4 } else { 6 };
+        let pseudo = fold(pseudo_header_sum(packet, version, ip_len, total - ip_len));
+        packet[ip_len + 16..ip_len + 18].copy_from_slice(&pseudo.to_be_bytes());
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: if v4 { GSO_TCPV4 } else { GSO_TCPV6 },
+            hdr_len: headers as u16,
+            gso_size: gso_size as u16,
+            csum_start: ip_len as u16,
+            csum_offset: 16,
+        };
+        self.buf[..VNET_HDR_LEN].copy_from_slice(&hdr.to_bytes());
+    }
+}
+
+/// Starts a run with `packet` if it is a TCP segment that may lead one: plain IPv4 (no
+/// options, not a fragment) or IPv6 (no extension headers), ACK with optional PSH only, and a
+/// payload.
+fn start(packet: &[u8]) -> Option<Pending> {
+    let ip_len = match packet.first()? >> 4 {
+        4 if packet.len() >= 40
+            && packet[0] == 0x45
+            && packet[9] == 6
+            && u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff == 0
+            && usize::from(u16::from_be_bytes([packet[2], packet[3]])) == packet.len() =>
+        {
+            20
+        }
+        6 if packet.len() >= 60
+            && packet[6] == 6
+            && usize::from(u16::from_be_bytes([packet[4], packet[5]])) + 40 == packet.len() =>
+        {
+            40
+        }
+        _ => return None,
+    };
+    let tcp_len = usize::from(packet[ip_len + 12] >> 4) * 4;
+    let headers = ip_len + tcp_len;
+    let flags = packet[ip_len + 13];
+    if tcp_len < 20 || packet.len() <= headers || flags & !0x08 != 0x10 {
+        return None;
+    }
+    let payload = packet.len() - headers;
+    let seq = u32::from_be_bytes([
+        packet[ip_len + 4],
+        packet[ip_len + 5],
+        packet[ip_len + 6],
+        packet[ip_len + 7],
+    ]);
+    Some(Pending {
+        ip_len,
+        headers,
+        gso_size: payload,
+        count: 1,
+        next_seq: seq.wrapping_add(payload as u32),
+        closed: flags & 0x08 != 0,
+        push_flag: flags & 0x08 != 0,
+    })
+}
+
+impl VnetHdr {
+    /// The header's 10 bytes.
+    pub fn to_bytes(&self) -> [u8; VNET_HDR_LEN] {
+        let mut out = [0u8; VNET_HDR_LEN];
+        out[0] = self.flags;
+        out[1] = self.gso_type;
+        out[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
+        out[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+        out[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+        out[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+        out
+    }
+}
+
 /// The one's-complement sum of the TCP/UDP pseudo-header.
 fn pseudo_header_sum(packet: &[u8], version: u8, ip_len: usize, l4_len: usize) -> u64 {
     let (addrs, proto) = if version == 4 {
@@ -324,5 +538,100 @@ mod tests {
             split_packet(&udp_gso, &mut packet, &mut scratch, |_| {}),
             Err(OffloadError::UnsupportedGso(5))
         );
+    }
+
+    fn segment(seq: u32, payload: &[u8], psh: bool) -> Vec<u8> {
+        let mut builder = PacketBuilder::ipv4([10, 0, 0, 9], [100, 64, 0, 2], 64)
+            .tcp(80, 40000, seq, 500)
+            .ack(5);
+        if psh {
+            builder = builder.psh();
+        }
+        let mut out = Vec::new();
+        builder.write(&mut out, payload).expect("vec write");
+        out
+    }
+
+    fn coalesce(packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut coalescer = Coalescer::new();
+        let mut written = Vec::new();
+        for p in packets {
+            coalescer.push(p, &mut |w| written.push(w.to_vec()));
+        }
+        coalescer.finish(&mut |w| written.push(w.to_vec()));
+        written
+    }
+
+    #[test]
+    fn consecutive_segments_join_and_split_back_to_the_originals() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        let packets: Vec<Vec<u8>> = data
+            .chunks(1000)
+            .enumerate()
+            .map(|(i, c)| segment(7000 + (i as u32) * 1000, c, i == 4))
+            .collect();
+        let written = coalesce(&packets);
+        assert_eq!(written.len(), 1, "one super-packet");
+        let (hdr, packet) = VnetHdr::split(&written[0]).expect("header");
+        assert_eq!(
+            (hdr.gso_type, hdr.gso_size, hdr.csum_start),
+            (GSO_TCPV4, 1000, 20)
+        );
+        // What the kernel does with it: segment and checksum; we must get the originals back.
+        let mut packet = packet.to_vec();
+        let mut scratch = vec![0u8; 65_535];
+        let mut resegmented = Vec::new();
+        split_packet(&hdr, &mut packet, &mut scratch, |s| {
+            resegmented.push(s.to_vec())
+        })
+        .expect("splits");
+        assert_eq!(resegmented.len(), 5);
+        for (original, again) in packets.iter().zip(&resegmented) {
+            // IP ids differ (the kernel increments them); everything else must match.
+            assert_eq!(original[20..], again[20..]);
+            assert_eq!(original[..4], again[..4]);
+        }
+    }
+
+    #[test]
+    fn gaps_other_flows_and_non_ack_segments_break_runs() {
+        let a = segment(1000, &[1; 500], false);
+        let gap = segment(2000, &[2; 500], false);
+        let mut other_port = segment(1500, &[3; 500], false);
+        other_port[20..22].copy_from_slice(&81u16.to_be_bytes());
+        let syn = {
+            let mut out = Vec::new();
+            PacketBuilder::ipv4([10, 0, 0, 9], [100, 64, 0, 2], 64)
+                .tcp(80, 40000, 1, 500)
+                .syn()
+                .write(&mut out, &[])
+                .expect("vec write");
+            out
+        };
+        let written = coalesce(&[a.clone(), gap.clone(), other_port, syn.clone()]);
+        assert_eq!(written.len(), 4);
+        for w in &written {
+            assert_eq!(
+                &w[..VNET_HDR_LEN],
+                &VnetHdr::NONE,
+                "single packets pass unchanged"
+            );
+        }
+        assert_eq!(&written[0][VNET_HDR_LEN..], a.as_slice());
+        assert_eq!(&written[3][VNET_HDR_LEN..], syn.as_slice());
+    }
+
+    #[test]
+    fn a_short_segment_or_psh_ends_a_run() {
+        let packets = vec![
+            segment(0, &[1; 1000], false),
+            segment(1000, &[1; 400], false),
+            segment(1400, &[1; 1000], false),
+        ];
+        let written = coalesce(&packets);
+        assert_eq!(written.len(), 2);
+        let (hdr, packet) = VnetHdr::split(&written[0]).expect("header");
+        assert_eq!(hdr.gso_size, 1000);
+        assert_eq!(packet.len(), 40 + 1400);
     }
 }
