@@ -536,10 +536,16 @@ impl Node {
         buf: &mut [u8],
         now: Instant,
     ) -> Result<(), DropReason> {
-        match self
+        let verdict = self
             .cookie_guard
-            .verify_packet(Some(from.ip()), datagram, buf)
-        {
+            .verify_packet(Some(from.ip()), datagram, buf);
+        // Every message with a valid mac1 counts towards load, answered with a cookie or not,
+        // so the per-source limit is on whenever cookies are being demanded.
+        let under_load = match verdict {
+            Ok(_) | Err(TunnResult::WriteToNetwork(_)) => self.load.record(now),
+            Err(_) => false,
+        };
+        match verdict {
             Ok(_) => {}
             Err(TunnResult::WriteToNetwork(cookie)) => {
                 self.transmits.push_back(OwnedTransmit {
@@ -551,7 +557,7 @@ impl Node {
             Err(TunnResult::Err(e)) => return Err(DropReason::Noise(kind_of(&e))),
             Err(_) => return Err(DropReason::Malformed),
         }
-        if self.load.record(now) && !self.sources.allow(from.ip(), now) {
+        if under_load && !self.sources.allow(from.ip(), now) {
             return Err(DropReason::SourceRateLimited);
         }
         Ok(())
