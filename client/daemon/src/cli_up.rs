@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
 use wg_driver::tun_device::AsyncTun;
 use wg_driver::uapi_server::UapiServer;
 use wg_driver::udp;
@@ -83,7 +82,7 @@ async fn run_foreground(args: UpArgs, config: wg_quick::WgQuickConfig) -> anyhow
         "tunnel up"
     );
 
-    let shutdown = shutdown()?;
+    let shutdown = wg_driver::process::shutdown_signal()?;
     tunnel::run(node, &mut socket, &tun, Some(&mut uapi), shutdown).await?;
     Ok(())
 }
@@ -98,17 +97,6 @@ fn mode_name(mode: &TunnelMode) -> &'static str {
         TunnelMode::SplitInclude(_) => "split-include",
         TunnelMode::SplitExclude(_) => "split-exclude",
     }
-}
-
-fn shutdown() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    let mut sigterm = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("failed to watch SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = sigint.recv() => {}
-        }
-    })
 }
 
 /// The pid file and the running configuration (0600: it holds the private key), removed on drop.

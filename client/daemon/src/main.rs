@@ -7,7 +7,6 @@ mod uapi_client;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use client::paths;
-use std::io::Read as _;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -43,15 +42,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-                // boringtun logs every handshake retry at WARN; its errors are enough here.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,boringtun=error")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    wg_driver::process::init_logging();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -68,27 +59,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { interface } => {
             let text = uapi_client::get(&paths::uapi_socket(&interface))
                 .with_context(|| format!("interface {interface} is not up"))?;
-            write_stdout(&uapi_client::render_status(&interface, &text))
+            wg_driver::process::write_stdout(&uapi_client::render_status(&interface, &text))
         }
         Command::Export { interface } => {
             let path = paths::running_config(&interface);
             let text = std::fs::read_to_string(&path).with_context(|| {
                 format!("interface {interface} is not up (no {})", path.display())
             })?;
-            write_stdout(&text)
+            wg_driver::process::write_stdout(&text)
         }
-        Command::Genkey => write_stdout(&format!(
-            "{}\n",
-            wg_driver::keygen::generate_private_key().to_base64()
-        )),
-        Command::Pubkey => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("failed to read stdin")?;
-            let key = wg::keys::PrivateKey::from_base64(&text).context("invalid private key")?;
-            write_stdout(&format!("{}\n", key.public_key()))
-        }
+        Command::Genkey => wg_driver::process::genkey(),
+        Command::Pubkey => wg_driver::process::pubkey(),
     }
 }
 
@@ -118,12 +99,4 @@ fn down(interface: &str) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("the daemon of {interface} (pid {pid}) did not stop within 10 s")
-}
-
-fn write_stdout(text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .context("failed to write to stdout")
 }

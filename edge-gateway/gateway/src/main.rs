@@ -7,7 +7,6 @@ mod run;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use std::io::Read as _;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -54,15 +53,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-                // boringtun logs every handshake retry at WARN; its errors are enough here.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,boringtun=error")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    wg_driver::process::init_logging();
     match run_cli(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -91,7 +82,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 settings.file.interface,
                 settings.file.listen
             );
-            write_stdout(&summary)
+            wg_driver::process::write_stdout(&summary)
         }
         Command::ClientConfig {
             config,
@@ -108,27 +99,9 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 endpoint.as_deref(),
                 &allowed_ips,
             )?;
-            write_stdout(&text)
+            wg_driver::process::write_stdout(&text)
         }
-        Command::Genkey => write_stdout(&format!(
-            "{}\n",
-            wg_driver::keygen::generate_private_key().to_base64()
-        )),
-        Command::Pubkey => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("failed to read stdin")?;
-            let key = wg::keys::PrivateKey::from_base64(&text).context("invalid private key")?;
-            write_stdout(&format!("{}\n", key.public_key()))
-        }
+        Command::Genkey => wg_driver::process::genkey(),
+        Command::Pubkey => wg_driver::process::pubkey(),
     }
-}
-
-fn write_stdout(text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .context("failed to write to stdout")
 }

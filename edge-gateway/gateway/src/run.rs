@@ -5,7 +5,6 @@ use anyhow::Context as _;
 use edge_core::{Action, Edge, EdgeConfig, EdgeEvent, FlowTimeouts, FromPeer};
 use std::net::SocketAddr;
 use std::time::Instant;
-use tokio::signal::unix::{signal, SignalKind};
 use wg::uapi::{DeviceSnapshot, SetRequest};
 use wg::{NodeConfig, OwnedTransmit, PeerError, Transmit};
 use wg_driver::event_loop::{self, TunnelCore};
@@ -53,9 +52,15 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
     );
 
     let mut core = EdgeDriver { edge, drops: 0 };
-    let stats = event_loop::run(&mut core, &mut socket, &tun, Some(&mut uapi), shutdown()?)
-        .await
-        .context("the UDP socket failed")?;
+    let stats = event_loop::run(
+        &mut core,
+        &mut socket,
+        &tun,
+        Some(&mut uapi),
+        wg_driver::process::shutdown_signal()?,
+    )
+    .await
+    .context("the UDP socket failed")?;
     tracing::info!(
         to_tun = stats.to_tun,
         to_network = stats.to_network,
@@ -63,18 +68,6 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         "edge stopping"
     );
     Ok(())
-}
-
-/// Completes on the first SIGINT or SIGTERM.
-fn shutdown() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    let mut sigterm = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("failed to watch SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = sigint.recv() => {}
-        }
-    })
 }
 
 /// The edge core as the shared loop sees it: drops are counted, events logged.

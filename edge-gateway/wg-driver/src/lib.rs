@@ -10,6 +10,7 @@ pub mod event_loop;
 pub mod iproute;
 pub mod keygen;
 pub mod packet_device;
+pub mod process;
 pub mod tun_device;
 pub mod uapi_server;
 pub mod udp;
