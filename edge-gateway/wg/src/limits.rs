@@ -127,6 +127,7 @@ impl LoadMeter {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick their own instants
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;

@@ -1,6 +1,7 @@
 //! Scenarios for the sans-IO node: two nodes wired back to back in memory.
 
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // boringtun reads the real clock: tests pass it `Instant::now()`.
 
 use etherparse::PacketBuilder;
 use std::net::SocketAddr;
