@@ -180,8 +180,9 @@ const MAX_SUPER_PACKET: usize = 65_535;
 ///
 /// Segments join while they continue the flow exactly: same addresses, ports, IP and TCP
 /// header fields except length/id/checksum/sequence, equal TCP options, ACK (and PSH on the
-/// last) as the only flags, each payload the size of the first (the last may be shorter), and
-/// the sequence number right after the previous one. Everything else is written as it came.
+/// last) as the only flags, a valid TCP checksum, each payload the size of the first (the last
+/// may be shorter), and the sequence number right after the previous one. Everything else is
+/// written as it came.
 pub struct Coalescer {
     /// Virtio header space, then the pending packet.
     buf: Vec<u8>,
@@ -275,7 +276,7 @@ impl Coalescer {
             && first[t + 8..t + 13] == packet[t + 8..t + 13]
             && first[t + 13] & !0x08 == packet[t + 13] & !0x08
             && first[t + 14..t + 16] == packet[t + 14..t + 16]
-            && first[t + 20..headers] == packet[t + 20..headers];
+            && first[t + 18..headers] == packet[t + 18..headers];
         let seq = u32::from_be_bytes([packet[t + 4], packet[t + 5], packet[t + 6], packet[t + 7]]);
         if !same_ip || !same_tcp || seq != pending.next_seq {
             return None;
@@ -352,6 +353,13 @@ fn start(packet: &[u8]) -> Option<Pending> {
     let headers = ip_len + tcp_len;
     let flags = packet[ip_len + 13];
     if tcp_len < 20 || packet.len() <= headers || flags & !0x08 != 0x10 {
+        return None;
+    }
+    // Like Linux GRO, only segments whose checksum verifies are joined: the kernel recomputes
+    // checksums for a super-packet, which would otherwise launder a corrupt segment.
+    let version = if ip_len == 20 { 4 } else { 6 };
+    let pseudo = pseudo_header_sum(packet, version, ip_len, packet.len() - ip_len);
+    if fold(sum_bytes(&packet[ip_len..], pseudo)) != 0xffff {
         return None;
     }
     let payload = packet.len() - headers;
@@ -619,6 +627,27 @@ mod tests {
         }
         assert_eq!(&written[0][VNET_HDR_LEN..], a.as_slice());
         assert_eq!(&written[3][VNET_HDR_LEN..], syn.as_slice());
+    }
+
+    #[test]
+    fn a_segment_with_a_bad_checksum_is_not_joined() {
+        let good = segment(0, &[1; 1000], false);
+        let mut bad = segment(1000, &[1; 1000], false);
+        bad[36] ^= 0xff;
+        let written = coalesce(&[good, bad.clone()]);
+        assert_eq!(written.len(), 2);
+        assert_eq!(&written[1][VNET_HDR_LEN..], bad.as_slice(), "passed on untouched");
+    }
+
+    #[test]
+    fn segments_differing_in_the_urgent_pointer_are_not_joined() {
+        // Found by the `offload` fuzz target: the split copies the first segment's header.
+        let first = segment(0, &[1; 1000], false);
+        let mut second = segment(1000, &[1; 1000], false);
+        second[38..40].copy_from_slice(&[0xff, 0xff]);
+        // Keep the checksum valid: the urgent pointer adds 0xffff (= 0 in one's complement).
+        let written = coalesce(&[first, second]);
+        assert_eq!(written.len(), 2);
     }
 
     #[test]
