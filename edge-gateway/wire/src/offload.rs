@@ -636,7 +636,11 @@ mod tests {
         bad[36] ^= 0xff;
         let written = coalesce(&[good, bad.clone()]);
         assert_eq!(written.len(), 2);
-        assert_eq!(&written[1][VNET_HDR_LEN..], bad.as_slice(), "passed on untouched");
+        assert_eq!(
+            &written[1][VNET_HDR_LEN..],
+            bad.as_slice(),
+            "passed on untouched"
+        );
     }
 
     #[test]

@@ -38,8 +38,10 @@ fuzz_target!(|data: &[u8]| {
             out_packets.push(packet);
             continue;
         }
-        split_packet(&hdr, &mut packet, &mut scratch, |s| out_packets.push(s.to_vec()))
-            .expect("a coalesced super-packet splits");
+        split_packet(&hdr, &mut packet, &mut scratch, |s| {
+            out_packets.push(s.to_vec())
+        })
+        .expect("a coalesced super-packet splits");
     }
     assert_eq!(out_packets.len(), pushed.len(), "packets lost or invented");
     for (out, original) in out_packets.iter().zip(&pushed) {
