@@ -40,15 +40,7 @@ fn pair(now: Instant, load_limit: u64) -> Pair {
     let edge_key = edge.public_key();
     let client_addr: SocketAddr = CLIENT_ADDR.parse().unwrap();
     let edge_addr: SocketAddr = EDGE_ADDR.parse().unwrap();
-    client
-        .add_peer(PeerConfig {
-            public_key: edge_key,
-            preshared_key: None,
-            endpoint: Some(edge_addr),
-            allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
-            persistent_keepalive: None,
-        })
-        .unwrap();
+    client.add_peer(edge_as_peer(edge_key, edge_addr)).unwrap();
     edge.add_peer(PeerConfig {
         public_key: client_key,
         preshared_key: None,
@@ -64,6 +56,17 @@ fn pair(now: Instant, load_limit: u64) -> Pair {
         edge_key,
         client_addr,
         edge_addr,
+    }
+}
+
+/// The edge as the client's only peer: everything routed to it.
+fn edge_as_peer(edge_key: PublicKey, edge_addr: SocketAddr) -> PeerConfig {
+    PeerConfig {
+        public_key: edge_key,
+        preshared_key: None,
+        endpoint: Some(edge_addr),
+        allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
+        persistent_keepalive: None,
     }
 }
 
@@ -250,13 +253,7 @@ fn initiation_from_unknown_key_is_dropped() {
     let mut p = pair(now, 100);
     let mut stranger = node(9, now, 100);
     stranger
-        .add_peer(PeerConfig {
-            public_key: p.edge_key,
-            preshared_key: None,
-            endpoint: Some(p.edge_addr),
-            allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
-            persistent_keepalive: None,
-        })
+        .add_peer(edge_as_peer(p.edge_key, p.edge_addr))
         .unwrap();
     let mut buf = vec![0u8; 2048];
     let _ = stranger.send(
@@ -339,14 +336,7 @@ fn under_load_initiations_get_cookie_replies() {
     let mut cookies = 0;
     for i in 0..10u8 {
         let mut c = node(1, now, 2);
-        c.add_peer(PeerConfig {
-            public_key: p.edge_key,
-            preshared_key: None,
-            endpoint: Some(p.edge_addr),
-            allowed_ips: vec!["0.0.0.0/0".parse().unwrap()],
-            persistent_keepalive: None,
-        })
-        .unwrap();
+        c.add_peer(edge_as_peer(p.edge_key, p.edge_addr)).unwrap();
         let _ = c.send(
             &ip_packet([100, 64, 0, 2], [1, 1, 1, 1], b"x"),
             &mut buf,
