@@ -21,9 +21,12 @@ pub fn bind(listen: SocketAddr, fwmark: Option<u32>) -> anyhow::Result<tokio::ne
             .set_only_v6(false)
             .context("failed to make the socket dual-stack")?;
     }
-    // Buffers are best effort: the kernel caps them at net.core.{r,w}mem_max.
+    // Buffers are best effort: without CAP_NET_ADMIN the kernel caps them at
+    // net.core.{r,w}mem_max (208 KiB by default, a few milliseconds at line rate).
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    force_buffer(&socket, libc::SO_RCVBUFFORCE);
+    force_buffer(&socket, libc::SO_SNDBUFFORCE);
     if let Some(mark) = fwmark {
         socket
             .set_mark(mark)
@@ -36,6 +39,23 @@ pub fn bind(listen: SocketAddr, fwmark: Option<u32>) -> anyhow::Result<tokio::ne
         .bind(&listen.into())
         .with_context(|| format!("failed to bind UDP {listen}"))?;
     tokio::net::UdpSocket::from_std(socket.into()).context("failed to register the UDP socket")
+}
+
+/// Raises a socket buffer past `net.core.*mem_max` when the process may (CAP_NET_ADMIN), as
+/// wireguard-go does; silently keeps the capped size otherwise.
+fn force_buffer(socket: &Socket, option: libc::c_int) {
+    use std::os::fd::AsRawFd as _;
+    let size = libc::c_int::try_from(SOCKET_BUFFER).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads one c_int from a live stack variable of the size passed.
+    let _ = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            std::ptr::addr_of!(size).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// Datagrams received per `recvmmsg` call.
