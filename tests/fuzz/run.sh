@@ -35,8 +35,13 @@ failed=()
 for target in "${targets[@]}"; do
     echo "== $target (${seconds}s)"
     mkdir -p "target/corpus/$target" "corpus/$target"
-    if ! cargo fuzz run --fuzz-dir . "$target" "target/corpus/$target" "corpus/$target" -- \
-        -max_total_time="$seconds" -print_final_stats=1; then
+    log="target/fuzz-$target.log"
+    # libFuzzer reports every new input; keep that in a log and show the totals (or the crash).
+    if cargo fuzz run --fuzz-dir . "$target" "target/corpus/$target" "corpus/$target" -- \
+        -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
+        grep -E '^(Done|stat::(number_of_executed_units|average_exec_per_sec|new_units_added))' "$log" || true
+    else
+        tail -n 60 "$log"
         failed+=("$target")
         while IFS= read -r crash; do
             echo "crash input $crash: $(od -An -v -tx1 "$crash" | tr -d ' \n')"
