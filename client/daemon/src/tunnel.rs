@@ -6,7 +6,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Instant;
 use wg::uapi::{DeviceSnapshot, SetRequest};
-use wg::{Event, Node, NodeConfig, OwnedTransmit, PeerConfig, PeerError, Received, Transmit};
+use wg::{
+    DropReason, Event, Node, NodeConfig, OwnedTransmit, PeerConfig, PeerError, Received, Transmit,
+};
 use wg_driver::event_loop::{self, LoopStats, TunnelCore};
 use wg_driver::packet_device::PacketDevice;
 use wg_driver::uapi_server::UapiServer;
@@ -70,36 +72,32 @@ pub async fn run(
     uapi: Option<&mut UapiServer>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<LoopStats> {
-    let mut core = ClientCore { node, drops: 0 };
+    let mut core = ClientCore { node };
     let stats = event_loop::run(&mut core, socket, tun, uapi, shutdown)
         .await
         .context("the UDP socket failed")?;
-    tracing::info!(dropped = core.drops, "tunnel stopped");
+    tracing::info!(dropped = stats.dropped, "tunnel stopped");
     Ok(stats)
 }
 
 struct ClientCore {
     node: Node,
-    drops: u64,
 }
 
 impl TunnelCore for ClientCore {
+    type Drop = DropReason;
+
     fn handle_datagram<'b>(
         &mut self,
         from: SocketAddr,
         datagram: &[u8],
         buf: &'b mut [u8],
         now: Instant,
-    ) -> Option<&'b [u8]> {
-        match self.node.handle_datagram(from, datagram, buf, now) {
-            Ok(Received::Packet { packet, .. }) => Some(packet),
-            Ok(Received::Control) => None,
-            Err(reason) => {
-                self.drops += 1;
-                tracing::trace!("datagram dropped: {reason}");
-                None
-            }
-        }
+    ) -> Result<Option<&'b [u8]>, DropReason> {
+        Ok(match self.node.handle_datagram(from, datagram, buf, now)? {
+            Received::Packet { packet, .. } => Some(packet),
+            Received::Control => None,
+        })
     }
 
     fn handle_tun_packet<'b>(
@@ -107,15 +105,8 @@ impl TunnelCore for ClientCore {
         packet: &[u8],
         buf: &'b mut [u8],
         now: Instant,
-    ) -> Option<Transmit<'b>> {
-        match self.node.send(packet, buf, now) {
-            Ok(transmit) => transmit,
-            Err(reason) => {
-                self.drops += 1;
-                tracing::trace!("packet dropped: {reason}");
-                None
-            }
-        }
+    ) -> Result<Option<Transmit<'b>>, DropReason> {
+        self.node.send(packet, buf, now)
     }
 
     fn handle_timeout(&mut self, now: Instant) {

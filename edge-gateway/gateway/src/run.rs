@@ -2,7 +2,7 @@
 
 use crate::config::EdgeSettings;
 use anyhow::Context as _;
-use edge_core::{Action, Edge, EdgeConfig, EdgeEvent, FlowTimeouts, FromPeer};
+use edge_core::{Action, Edge, EdgeConfig, EdgeDrop, EdgeEvent, FlowTimeouts, FromPeer};
 use std::net::SocketAddr;
 use std::time::Instant;
 use wg::uapi::{DeviceSnapshot, SetRequest};
@@ -51,7 +51,7 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         "edge up"
     );
 
-    let mut core = EdgeDriver { edge, drops: 0 };
+    let mut core = EdgeDriver { edge };
     let stats = event_loop::run(
         &mut core,
         &mut socket,
@@ -64,35 +64,31 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
     tracing::info!(
         to_tun = stats.to_tun,
         to_network = stats.to_network,
-        dropped = core.drops,
+        dropped = stats.dropped,
         "edge stopping"
     );
     Ok(())
 }
 
-/// The edge core as the shared loop sees it: drops are counted, events logged.
+/// The edge core as the shared loop sees it: events are logged.
 struct EdgeDriver {
     edge: Edge,
-    drops: u64,
 }
 
 impl TunnelCore for EdgeDriver {
+    type Drop = EdgeDrop;
+
     fn handle_datagram<'b>(
         &mut self,
         from: SocketAddr,
         datagram: &[u8],
         buf: &'b mut [u8],
         now: Instant,
-    ) -> Option<&'b [u8]> {
-        match self.edge.handle_datagram(from, datagram, buf, now) {
-            Ok(FromPeer::Forward(packet)) => Some(packet),
-            Ok(FromPeer::Consumed) => None,
-            Err(reason) => {
-                self.drops += 1;
-                tracing::trace!("datagram dropped: {reason}");
-                None
-            }
-        }
+    ) -> Result<Option<&'b [u8]>, EdgeDrop> {
+        Ok(match self.edge.handle_datagram(from, datagram, buf, now)? {
+            FromPeer::Forward(packet) => Some(packet),
+            FromPeer::Consumed => None,
+        })
     }
 
     fn handle_tun_packet<'b>(
@@ -100,15 +96,8 @@ impl TunnelCore for EdgeDriver {
         packet: &[u8],
         buf: &'b mut [u8],
         now: Instant,
-    ) -> Option<Transmit<'b>> {
-        match self.edge.handle_tun_packet(packet, buf, now) {
-            Ok(transmit) => transmit,
-            Err(reason) => {
-                self.drops += 1;
-                tracing::trace!("packet dropped: {reason}");
-                None
-            }
-        }
+    ) -> Result<Option<Transmit<'b>>, EdgeDrop> {
+        self.edge.handle_tun_packet(packet, buf, now)
     }
 
     fn handle_timeout(&mut self, now: Instant) {

@@ -24,22 +24,29 @@ const GSO_MAX_BYTES: usize = 65_000;
 
 /// What the loop needs from a sans-IO tunnel core (the client's node or the edge).
 pub trait TunnelCore {
-    /// A datagram arrived; returns the packet to write to the TUN device, if any. The core
-    /// counts or logs what it drops.
+    /// Why the core dropped a datagram or packet; the loop counts drops and logs them at TRACE.
+    type Drop: std::fmt::Display;
+    /// A datagram arrived; returns the packet to write to the TUN device, if any.
+    ///
+    /// # Errors
+    /// The datagram was dropped.
     fn handle_datagram<'b>(
         &mut self,
         from: SocketAddr,
         datagram: &[u8],
         buf: &'b mut [u8],
         now: Instant,
-    ) -> Option<&'b [u8]>;
+    ) -> Result<Option<&'b [u8]>, Self::Drop>;
     /// A packet was read from the TUN device; returns the datagram to send, if any.
+    ///
+    /// # Errors
+    /// The packet was dropped.
     fn handle_tun_packet<'b>(
         &mut self,
         packet: &[u8],
         buf: &'b mut [u8],
         now: Instant,
-    ) -> Option<Transmit<'b>>;
+    ) -> Result<Option<Transmit<'b>>, Self::Drop>;
     fn handle_timeout(&mut self, now: Instant);
     fn poll_timeout(&self) -> Instant;
     fn poll_transmit(&mut self) -> Option<OwnedTransmit>;
@@ -58,6 +65,8 @@ pub struct LoopStats {
     pub to_network: u64,
     pub tun_write_errors: u64,
     pub udp_sends: u64,
+    /// Datagrams and packets the core dropped.
+    pub dropped: u64,
 }
 
 /// Runs `core` over `socket` and the packet device `tun` until `shutdown` completes.
@@ -141,9 +150,15 @@ impl<D: PacketDevice> Io<'_, D> {
         for _ in 0..BATCH {
             let result = socket.try_recv_each(|received| {
                 let now = Instant::now();
-                let Some(packet) = core.handle_datagram(received.from, received.datagram, out, now)
-                else {
-                    return;
+                let packet = match core.handle_datagram(received.from, received.datagram, out, now)
+                {
+                    Ok(Some(packet)) => packet,
+                    Ok(None) => return,
+                    Err(reason) => {
+                        stats.dropped += 1;
+                        tracing::trace!("datagram dropped: {reason}");
+                        return;
+                    }
                 };
                 stats.to_tun += 1;
                 match coalescer {
@@ -181,10 +196,17 @@ impl<D: PacketDevice> Io<'_, D> {
             } = self;
             tun.for_each_packet(&mut rx[..n], scratch, &mut |packet| {
                 let slot = tx.slot(packet.len());
-                if let Some(t) = core.handle_tun_packet(packet, slot, now) {
-                    let (to, len) = (t.to, t.datagram.len());
-                    tx.commit(to, len);
-                    stats.to_network += 1;
+                match core.handle_tun_packet(packet, slot, now) {
+                    Ok(Some(t)) => {
+                        let (to, len) = (t.to, t.datagram.len());
+                        tx.commit(to, len);
+                        stats.to_network += 1;
+                    }
+                    Ok(None) => {}
+                    Err(reason) => {
+                        stats.dropped += 1;
+                        tracing::trace!("packet dropped: {reason}");
+                    }
                 }
             });
             self.send_batch().await;

@@ -19,7 +19,7 @@
 
 use edge_core::{Action, Edge, EdgeEvent, FlowPolicy, FromPeer, RulePolicy};
 use fuzz::{client_edge_peer, client_private_key, edge_config, edge_on_client, node_config};
-use fuzz::{policy, reply_to, Cursor, BUF, CLIENT_ADDR, EDGE_ADDR, MAX_IN_FLIGHT, MAX_STEPS};
+use fuzz::{flip, policy, push, reply_to, Cursor, BUF, CLIENT_ADDR, EDGE_ADDR, MAX_STEPS};
 use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -184,19 +184,4 @@ impl World {
             }
         }
     }
-}
-
-fn push(queue: &mut VecDeque<Vec<u8>>, datagram: Vec<u8>) {
-    if queue.len() == MAX_IN_FLIGHT {
-        queue.pop_front();
-    }
-    queue.push_back(datagram);
-}
-
-fn flip(mut datagram: Vec<u8>, at: u16, xor: u8) -> Vec<u8> {
-    if xor != 0 && !datagram.is_empty() {
-        let at = usize::from(at) % datagram.len();
-        datagram[at] ^= xor;
-    }
-    datagram
 }

@@ -14,7 +14,7 @@
 #![no_main]
 
 use fuzz::{client_on_edge, client_private_key, edge_on_client, edge_private_key, node_config};
-use fuzz::{Cursor, BUF, CLIENT_ADDR, EDGE_ADDR, MAX_IN_FLIGHT, MAX_STEPS};
+use fuzz::{flip, push, Cursor, BUF, CLIENT_ADDR, EDGE_ADDR, MAX_STEPS};
 use libfuzzer_sys::fuzz_target;
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -102,19 +102,4 @@ fn queue(queue: &mut VecDeque<Vec<u8>>, sent: Option<Transmit<'_>>) {
     if let Some(t) = sent {
         push(queue, t.datagram.to_vec());
     }
-}
-
-fn push(queue: &mut VecDeque<Vec<u8>>, datagram: Vec<u8>) {
-    if queue.len() == MAX_IN_FLIGHT {
-        queue.pop_front();
-    }
-    queue.push_back(datagram);
-}
-
-fn flip(mut datagram: Vec<u8>, at: u16, xor: u8) -> Vec<u8> {
-    if xor != 0 && !datagram.is_empty() {
-        let at = usize::from(at) % datagram.len();
-        datagram[at] ^= xor;
-    }
-    datagram
 }

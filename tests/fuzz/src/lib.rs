@@ -224,3 +224,20 @@ fn swap(buf: &mut [u8], a: usize, b: usize, len: usize) {
 fn net(text: &str) -> IpNet {
     text.parse().expect("literal network")
 }
+
+/// Queues a datagram in flight, dropping the oldest once [`MAX_IN_FLIGHT`] are queued.
+pub fn push(queue: &mut std::collections::VecDeque<Vec<u8>>, datagram: Vec<u8>) {
+    if queue.len() == MAX_IN_FLIGHT {
+        queue.pop_front();
+    }
+    queue.push_back(datagram);
+}
+
+/// Corrupts one byte of `datagram` (position `at` modulo its length) when `xor` is non-zero.
+pub fn flip(mut datagram: Vec<u8>, at: u16, xor: u8) -> Vec<u8> {
+    if xor != 0 && !datagram.is_empty() {
+        let at = usize::from(at) % datagram.len();
+        datagram[at] ^= xor;
+    }
+    datagram
+}
