@@ -19,6 +19,11 @@
 //! destinations = ["10.0.0.0/8"]       # default: anywhere
 //! protocol = "tcp"                    # tcp | udp | icmp | any (default)
 //! ports = "80-443"                    # destination ports, default: all
+//!
+//! [identity]                          # optional: follow identity's config feed
+//! url = "http://127.0.0.1:8080"       # identity's base URL
+//! token_file = "edge.token"           # the edge's service token (kind edge)
+//! cache = "feed-cache.json"           # default: feed-cache.json beside this file
 //! ```
 
 use anyhow::{bail, Context as _};
@@ -52,6 +57,16 @@ pub(crate) struct FileConfig {
     peers: Vec<PeerEntry>,
     #[serde(default)]
     policy: Vec<RuleEntry>,
+    pub(crate) identity: Option<IdentityEntry>,
+}
+
+/// The `[identity]` section: where the config feed comes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityEntry {
+    pub(crate) url: String,
+    pub(crate) token_file: PathBuf,
+    pub(crate) cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +99,7 @@ pub(crate) struct EdgeSettings {
     pub(crate) private_key: PrivateKey,
     pub(crate) peers: Vec<EdgePeer>,
     pub(crate) policy: RulePolicy,
+    pub(crate) feed: Option<crate::identity_feed::FeedSource>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -166,12 +182,45 @@ pub(crate) fn parse(text: &str, base: &Path) -> anyhow::Result<EdgeSettings> {
         .enumerate()
         .map(|(i, r)| rule(r).with_context(|| format!("policy rule {}", i + 1)))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let feed = match &file.identity {
+        None => None,
+        Some(entry) => {
+            if !(entry.url.starts_with("http://") || entry.url.starts_with("https://")) {
+                bail!("identity.url must start with http:// or https://");
+            }
+            Some(crate::identity_feed::FeedSource {
+                identity_url: entry.url.clone(),
+                token: read_token(&base.join(&entry.token_file)).context("identity.token_file")?,
+                cache: base.join(
+                    entry
+                        .cache
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("feed-cache.json")),
+                ),
+            })
+        }
+    };
     Ok(EdgeSettings {
         file,
         private_key,
         peers,
         policy: RulePolicy { rules },
+        feed,
     })
+}
+
+/// Reads a token file (one line, surrounding whitespace ignored).
+///
+/// # Errors
+/// Unreadable or empty file.
+pub(crate) fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(token.to_string())
 }
 
 fn rule(entry: &RuleEntry) -> anyhow::Result<Rule> {

@@ -3,6 +3,7 @@
 
 mod client_config;
 mod config;
+mod identity_feed;
 mod run;
 
 use anyhow::Context as _;
@@ -45,6 +46,19 @@ enum Command {
         /// Routes to send through the tunnel (default: everything, 0.0.0.0/0 and ::/0).
         #[arg(long = "allowed-ip")]
         allowed_ips: Vec<ipnet::IpNet>,
+    },
+    /// Follow identity's config feed and print one JSON line per applied message (revision,
+    /// kind, devices, wall-clock time in ms); the same follower `run` uses. No root needed.
+    Feed {
+        /// Identity's base URL.
+        #[arg(long, env = "GATEHOUSE_IDENTITY_URL")]
+        identity: String,
+        /// File holding the edge's service token (kind `edge`).
+        #[arg(long, env = "GATEHOUSE_EDGE_TOKEN_FILE")]
+        token_file: PathBuf,
+        /// Where the replica is cached (JSON); loaded at start, so a restart resumes from it.
+        #[arg(long, default_value = "feed-cache.json")]
+        cache: PathBuf,
     },
     /// Print a new private key (base64), like `wg genkey`.
     Genkey,
@@ -101,7 +115,47 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             )?;
             wg_driver::process::write_stdout(&text)
         }
+        Command::Feed {
+            identity,
+            token_file,
+            cache,
+        } => {
+            let source = identity_feed::FeedSource {
+                identity_url: identity,
+                token: config::read_token(&token_file)?,
+                cache,
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("failed to start the runtime")?
+                .block_on(print_feed(source))
+        }
         Command::Genkey => wg_driver::process::genkey(),
         Command::Pubkey => wg_driver::process::pubkey(),
+    }
+}
+
+/// `feed`: follows the feed until SIGINT/SIGTERM, one line per applied message.
+async fn print_feed(source: identity_feed::FeedSource) -> anyhow::Result<()> {
+    let replica = identity_feed::load_cache(&source.cache)?;
+    let shutdown = wg_driver::process::shutdown_signal()?;
+    let follow = identity_feed::follow(source, replica, |update| {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let line = format!(
+            "{{\"revision\":{},\"kind\":\"{}\",\"devices\":{},\"at_ms\":{at_ms}}}\n",
+            update.replica.revision(),
+            identity_feed::applied_kind(&update.applied),
+            update.replica.devices().count(),
+        );
+        if let Err(e) = wg_driver::process::write_stdout(&line) {
+            tracing::debug!("{e:#}");
+        }
+    });
+    tokio::select! {
+        () = shutdown => Ok(()),
+        _ = follow => Ok(()),
     }
 }

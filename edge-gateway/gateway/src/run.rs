@@ -51,6 +51,21 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         "edge up"
     );
 
+    if let Some(source) = settings.feed.clone() {
+        let replica = crate::identity_feed::load_cache(&source.cache)?;
+        tracing::info!(
+            revision = replica.revision().0,
+            "identity feed: cached copy loaded"
+        );
+        tokio::spawn(crate::identity_feed::follow(source, replica, |update| {
+            tracing::debug!(
+                revision = update.replica.revision().0,
+                kind = crate::identity_feed::applied_kind(&update.applied),
+                "identity feed applied"
+            );
+        }));
+    }
+
     let mut core = EdgeDriver { edge };
     let stats = event_loop::run(
         &mut core,

@@ -1,0 +1,31 @@
+//! `identity-claims`: the contracts identity shares with edges, connectors and origins.
+//!
+//! - [`jws`]: compact EdDSA JSON Web Signatures (RFC 7515, RFC 8037) over Ed25519 keys, with
+//!   [`jws::sign`] and [`jws::verify`], which checks algorithm, key id, signature, issuer,
+//!   audience, token kind and the time claims against a `now` the caller passes in.
+//! - [`jwk`]: the signing key, its public JWK and JWKS, key ids as RFC 7638 thumbprints, and the
+//!   [`jwk::KeySet`] a verifier is built from.
+//! - [`claims`]: the token payloads identity issues (user and device sessions, application
+//!   assertions, connector credentials), each tagged with a `kind` so one cannot pass as another.
+//! - [`feed`]: the NDJSON config feed messages identity streams to edges, and
+//!   [`feed::FeedReplica`], which applies them.
+//!
+//! It is pure: no clock, no randomness (signing keys come from a seed the caller draws), no IO.
+//! What drives it: `identity` signs and serves the feed; edges and origins verify and replicate.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod claims;
+pub mod feed;
+pub mod jwk;
+pub mod jws;
+mod time;
+
+pub use claims::{
+    AppAssertion, Audience, Claims, CommonClaims, ConnectorCredential, DeviceSession, Posture,
+    TokenKind, UserFacts, UserSession,
+};
+pub use feed::{FeedMessage, FeedReplica, Revision};
+pub use jwk::{Jwk, JwkError, Jwks, KeySet, SigningKey};
+pub use jws::{sign, verify, Expectation, TokenError, CLOCK_SKEW_SECS};
+pub use time::UnixTime;

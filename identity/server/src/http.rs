@@ -1,0 +1,44 @@
+//! The router: every route, the body limit and the request timeout.
+
+use crate::state::AppState;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::time::Duration;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+/// Largest accepted request body (64 KiB): enrollment and forms are far smaller.
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Requests that take longer are answered 408; the feed is a stream and sets no body timeout.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// All routes with their shared state.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(crate::admin::router())
+        .merge(crate::feed::router())
+        .merge(own_routes())
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+fn own_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/.well-known/jwks.json", get(jwks))
+        .merge(crate::local_idp::router())
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+}
+
+async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.jwks(crate::flows::unix_now()))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}

@@ -1,0 +1,5 @@
+//! `gatehouse-identity`: see the `identity` library crate.
+
+fn main() -> std::process::ExitCode {
+    identity::main()
+}
