@@ -22,6 +22,12 @@ if [ "${#missing[@]}" -ne 0 ]; then
     fi
 fi
 
+# The real OIDC providers of the identity tests (npm `oidc-provider`, `jose`), from the lock file.
+if [ ! -d tests/oidc-provider/node_modules ]; then
+    echo "== installing the test OIDC providers (npm ci)"
+    bash tests/oidc-provider/install.sh
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo build --release --bins

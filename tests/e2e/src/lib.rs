@@ -20,7 +20,9 @@
 //! `cargo build --release --bins`.
 
 pub mod gatehouse;
+pub mod identity;
 mod netns;
+pub mod oidc;
 mod privilege;
 mod proc;
 mod servers;

@@ -310,7 +310,10 @@ fn spawn_node(
         .log()
         .lines()
         .find(|line| line.starts_with(ready))
-        .and_then(|line| line.split_whitespace().find_map(|f| f.strip_prefix("issuer=")))
+        .and_then(|line| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix("issuer="))
+        })
         .map(str::to_owned)
         .context("ready line without issuer=")?;
     Ok((proc, issuer))
