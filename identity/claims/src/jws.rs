@@ -88,13 +88,20 @@ pub enum TokenError {
 /// Signs `claims` with `key` as a compact JWS: header `{"alg":"EdDSA","typ":"JWT","kid":…}`,
 /// payload the claims plus `"kind": C::KIND`.
 pub fn sign<C: Claims>(claims: &C, key: &SigningKey) -> String {
-    let header = serde_json::json!({ "alg": ALG_EDDSA, "typ": "JWT", "kid": key.kid() });
     // The claim types hold only strings, integers, options and vectors, whose serialization
     // cannot fail; the fallback is never taken.
     let mut payload = serde_json::to_value(claims).unwrap_or_default();
     if let Some(obj) = payload.as_object_mut() {
         obj.insert("kind".to_owned(), C::KIND.as_str().into());
     }
+    sign_json(&payload, key)
+}
+
+/// Signs an arbitrary JSON claim set (no `kind` added), e.g. the built-in local provider's
+/// OpenID Connect ID tokens, which are verified by a standard relying party rather than by
+/// [`verify`].
+pub fn sign_json(payload: &serde_json::Value, key: &SigningKey) -> String {
+    let header = serde_json::json!({ "alg": ALG_EDDSA, "typ": "JWT", "kid": key.kid() });
     let mut out = URL_SAFE_NO_PAD.encode(header.to_string());
     out.push('.');
     out.push_str(&URL_SAFE_NO_PAD.encode(payload.to_string()));

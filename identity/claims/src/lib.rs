@@ -27,5 +27,5 @@ pub use claims::{
 };
 pub use feed::{FeedMessage, FeedReplica, Revision};
 pub use jwk::{Jwk, JwkError, Jwks, KeySet, SigningKey};
-pub use jws::{sign, verify, Expectation, TokenError, CLOCK_SKEW_SECS};
+pub use jws::{sign, sign_json, verify, Expectation, TokenError, CLOCK_SKEW_SECS};
 pub use time::UnixTime;

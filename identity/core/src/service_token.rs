@@ -23,7 +23,7 @@ pub enum ServiceTokenError {
     /// Not `ghst_<id>_<43 base64url characters>`.
     #[error("malformed service token")]
     Malformed,
-    /// The token id is empty, too long, or not `[A-Za-z0-9-]`.
+    /// The token id is empty, too long, or not `[A-Za-z0-9_-]`.
     #[error("invalid token id")]
     BadTokenId,
 }
@@ -142,7 +142,9 @@ impl SecretHash {
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_TOKEN_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -190,7 +192,7 @@ mod tests {
             assert!(ServiceTokenSecret::parse(&bad).is_err(), "{bad:?}");
         }
         assert_eq!(
-            ServiceTokenSecret::generate("a_b", &[0; 32]),
+            ServiceTokenSecret::generate("a.b", &[0; 32]),
             Err(ServiceTokenError::BadTokenId)
         );
     }

@@ -115,7 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let overrides = args.overrides.into_overrides();
             let config = match (args.config, args.embedded) {
                 (Some(path), _) => config::load(&path, &overrides)?,
-                (None, Some(_dir)) => anyhow::bail!("--embedded is not implemented yet"),
+                (None, Some(dir)) => crate::embedded::prepare(&dir, &overrides)?,
                 (None, None) => anyhow::bail!("give --config or --embedded"),
             };
             runtime.block_on(crate::serve(config))

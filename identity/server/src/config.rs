@@ -23,8 +23,6 @@
 //! browser_session = "12h"                 # `gh_session` cookie
 //! device_code = "10m"                     # RFC 8628 device code
 //! device_poll_interval = "5s"             # RFC 8628 §3.2 `interval`
-//! authorization_code = "1m"               # our codes to the CLI
-//! login_attempt = "10m"                   # upstream login: state/nonce/PKCE verifier
 //! clock_skew = "1m"                       # accepted `iat`/`exp` skew of upstream ID tokens
 //!
 //! [[edges]]                               # default []
@@ -50,7 +48,7 @@
 //! ```
 
 use anyhow::{bail, Context as _};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{Ipv4Net, Ipv6Net};
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -120,10 +118,6 @@ pub(crate) struct Lifetimes {
     pub(crate) device_code: Duration,
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
     pub(crate) device_poll_interval: Duration,
-    #[serde(default = "default_authorization_code", with = "humantime_serde")]
-    pub(crate) authorization_code: Duration,
-    #[serde(default = "default_device_code", with = "humantime_serde")]
-    pub(crate) login_attempt: Duration,
     #[serde(default = "default_clock_skew", with = "humantime_serde")]
     pub(crate) clock_skew: Duration,
 }
@@ -136,8 +130,6 @@ impl Default for Lifetimes {
             browser_session: default_session(),
             device_code: default_device_code(),
             device_poll_interval: default_poll_interval(),
-            authorization_code: default_authorization_code(),
-            login_attempt: default_device_code(),
             clock_skew: default_clock_skew(),
         }
     }
@@ -245,6 +237,13 @@ impl Config {
     /// Our issuer string (`public_url` without a trailing slash).
     pub(crate) fn issuer(&self) -> String {
         self.public_url.as_str().trim_end_matches('/').to_string()
+    }
+
+    /// The longest lifetime of any token identity signs (how long a retired key stays
+    /// published).
+    pub(crate) fn longest_token_lifetime(&self) -> Duration {
+        let t = &self.tokens;
+        t.session.max(t.device).max(t.browser_session)
     }
 
     pub(crate) fn local_provider(&self) -> Option<&Provider> {
@@ -482,11 +481,6 @@ fn default_poll_interval() -> Duration {
     Duration::from_secs(5)
 }
 
-fn default_authorization_code() -> Duration {
-    // RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes is RECOMMENDED."
-    Duration::from_secs(60)
-}
-
 fn default_clock_skew() -> Duration {
     Duration::from_secs(60)
 }
@@ -497,14 +491,6 @@ fn default_scopes() -> Vec<String> {
 
 fn default_groups_claim() -> String {
     "groups".to_string()
-}
-
-/// Converts pools into the `IpNet`s the allocator takes.
-pub(crate) fn pools(config: &Config) -> [IpNet; 2] {
-    [
-        IpNet::V4(config.addresses.ipv4),
-        IpNet::V6(config.addresses.ipv6),
-    ]
 }
 
 #[cfg(test)]

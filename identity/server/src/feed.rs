@@ -1,9 +1,334 @@
-//! `GET /v1/feed`: the config feed to edges (NDJSON snapshot, deltas, heartbeats).
+//! `GET /v1/feed?since=<revision>`: the config feed to edges, NDJSON (one
+//! `identity_claims::feed::FeedMessage` per line).
+//!
+//! A subscriber gets a snapshot when it gives no revision, one the revision log no longer
+//! covers, or one from the future; otherwise the deltas after its revision. Then every new
+//! revision as a delta as soon as it commits ([`AppState::notify`]), and a heartbeat every
+//! [`HEARTBEAT`] so both ends notice a dead connection. Each revision log entry names an
+//! entity; the delta carries that entity's current row.
 
+use crate::auth::EdgeAuth;
+use crate::error::ApiError;
+use crate::keys::{stored_jwks, to_claims_time};
 use crate::state::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use identity_claims::feed::{self, Change, FeedMessage, FeedState};
+use identity_store::{
+    ConnectorId, DeviceId, DeviceRecord, EntityKind, ReadTx, Revision, RevisionEntry,
+    ServiceTokenId, SessionId, Store, StoreError,
+};
+use serde::Deserialize;
+use std::time::Duration;
 
-/// The feed route.
+/// How often an idle feed sends a heartbeat.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Revision log entries read per store call.
+const BATCH: u32 = 500;
+
 pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/v1/feed", get(subscribe))
+}
+
+#[derive(Deserialize)]
+struct FeedQuery {
+    since: Option<u64>,
+}
+
+async fn subscribe(
+    State(state): State<AppState>,
+    EdgeAuth(token): EdgeAuth,
+    Query(q): Query<FeedQuery>,
+) -> Result<Response, ApiError> {
+    tracing::info!(token = %token.id, since = ?q.since, "edge subscribed to the feed");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    tokio::spawn(stream(state, q.since, tx));
+    let body = Body::from_stream(tokio_stream_from(rx));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// An mpsc receiver as a `Stream`, without another dependency.
+fn tokio_stream_from<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })
+}
+
+/// Writes the feed into `tx` until the subscriber goes away.
+async fn stream(
+    state: AppState,
+    since: Option<u64>,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let mut changes = state.subscribe();
+    let now = crate::flows::unix_now();
+    let first = state.db(move |store| Ok(start(store, since, now)?)).await;
+    let (mut at, messages) = match first {
+        Ok(start) => start,
+        Err(e) => {
+            tracing::error!("feed: {e}");
+            return;
+        }
+    };
+    // A subscriber already in sync learns so at once.
+    let messages = if messages.is_empty() {
+        vec![FeedMessage::Heartbeat { revision: at }]
+    } else {
+        messages
+    };
+    if !send(&tx, &messages).await {
+        return;
+    }
+    loop {
+        // A heartbeat tick also looks for revisions committed without a notification (another
+        // process writing the same database).
+        let woke = tokio::time::timeout(HEARTBEAT, changes.changed()).await;
+        if let Ok(Err(_)) = woke {
+            return; // the server is shutting down
+        }
+        let from = at;
+        let next = state
+            .db(move |store| Ok(catch_up(store, from, crate::flows::unix_now())?))
+            .await;
+        let messages = match next {
+            Ok((revision, messages)) => {
+                at = revision;
+                messages
+            }
+            Err(e) => {
+                tracing::error!("feed: {e}");
+                return;
+            }
+        };
+        let messages = if messages.is_empty() && woke.is_err() {
+            vec![FeedMessage::Heartbeat { revision: at }]
+        } else {
+            messages
+        };
+        if !send(&tx, &messages).await {
+            return;
+        }
+    }
+}
+
+async fn send(
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    messages: &[FeedMessage],
+) -> bool {
+    for m in messages {
+        if tx.send(Ok(Bytes::from(m.to_json_line()))).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The first messages for a subscriber at `since`.
+fn start(
+    store: &Store,
+    since: Option<u64>,
+    now: u64,
+) -> Result<(feed::Revision, Vec<FeedMessage>), StoreError> {
+    let covered = store.read(|r| {
+        let current = r.current_revision()?;
+        let compacted = r.compacted_before()?;
+        Ok::<_, StoreError>(since.filter(|s| *s <= current.0 && *s + 1 >= compacted.0))
+    })?;
+    match covered {
+        Some(since) => catch_up(store, feed::Revision(since), now),
+        None => snapshot(store, now),
+    }
+}
+
+/// A snapshot of everything, as one message.
+fn snapshot(store: &Store, now: u64) -> Result<(feed::Revision, Vec<FeedMessage>), StoreError> {
+    let at = identity_store::UnixTime(i64::try_from(now).unwrap_or(i64::MAX));
+    let s = store.snapshot(at)?;
+    let revision = feed::Revision(s.revision.0);
+    let state = FeedState {
+        devices: s.devices.iter().map(device).collect(),
+        policy: s.policy.as_ref().map(policy),
+        revoked_sessions: s.revoked_sessions.iter().map(revoked_session).collect(),
+        revoked_service_tokens: s
+            .revoked_service_tokens
+            .iter()
+            .map(|id| feed::RevokedServiceToken {
+                token_id: id.as_str().to_owned(),
+            })
+            .collect(),
+        connectors: s.connectors.iter().map(connector).collect(),
+        signing_keys: stored_jwks(&s.signing_keys),
+    };
+    Ok((revision, vec![FeedMessage::Snapshot { revision, state }]))
+}
+
+/// Deltas after `from`, read in one transaction per batch. When an entry cannot be expressed
+/// as a delta, or the log was compacted past `from`, a snapshot replaces them.
+fn catch_up(
+    store: &Store,
+    from: feed::Revision,
+    now: u64,
+) -> Result<(feed::Revision, Vec<FeedMessage>), StoreError> {
+    let mut at = from;
+    let mut messages = Vec::new();
+    loop {
+        let batch = store.read(|r| {
+            if r.compacted_before()?.0 > at.0 + 1 {
+                return Ok::<_, StoreError>(None);
+            }
+            let entries = r.changes_since(Revision(at.0), BATCH)?;
+            let mut out = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                match delta(r, entry)? {
+                    Some(change) => out.push(FeedMessage::Delta {
+                        revision: feed::Revision(entry.revision.0),
+                        change,
+                    }),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(out))
+        })?;
+        let Some(batch) = batch else {
+            return snapshot(store, now);
+        };
+        let full = batch.len() == BATCH as usize;
+        if let Some(last) = batch.last() {
+            at = last.revision();
+        }
+        messages.extend(batch);
+        if !full {
+            return Ok((at, messages));
+        }
+    }
+}
+
+/// The change an entry stands for, from the entity's current row; `None` when there is no
+/// delta for it (the caller sends a snapshot instead).
+fn delta(r: &ReadTx<'_>, entry: &RevisionEntry) -> Result<Option<Change>, StoreError> {
+    let id = entry.entity_id.as_str();
+    Ok(match entry.entity_kind {
+        EntityKind::Device => {
+            let record = r.device_record(&DeviceId::new(id))?;
+            Some(match record {
+                Some(rec) if rec.device.revoked_at.is_none() && !rec.user.disabled => {
+                    Change::DeviceUpserted {
+                        device: device(&rec),
+                    }
+                }
+                Some(rec) => Change::DeviceRemoved {
+                    device_id: id.to_owned(),
+                    reason: if rec.user.disabled {
+                        "user_disabled"
+                    } else {
+                        "revoked"
+                    }
+                    .to_owned(),
+                },
+                None => Change::DeviceRemoved {
+                    device_id: id.to_owned(),
+                    reason: "deleted".to_owned(),
+                },
+            })
+        }
+        EntityKind::Session => r
+            .session(&SessionId::new(id))?
+            .filter(|s| s.revoked_at.is_some())
+            .map(|s| Change::SessionRevoked {
+                session: revoked_session(&s),
+            }),
+        EntityKind::ServiceToken => r
+            .service_token(&ServiceTokenId::new(id))?
+            .filter(|t| t.revoked_at.is_some())
+            .map(|t| Change::ServiceTokenRevoked {
+                token_id: t.id.as_str().to_owned(),
+            }),
+        EntityKind::Connector => Some(match r.connector(&ConnectorId::new(id))? {
+            Some(c) => Change::ConnectorUpserted {
+                connector: connector(&c),
+            },
+            None => Change::ConnectorRemoved {
+                connector_id: id.to_owned(),
+            },
+        }),
+        EntityKind::Policy => match id.parse::<u64>() {
+            Ok(version) => r
+                .policy(version)?
+                .map(|p| Change::PolicyApplied { policy: policy(&p) }),
+            Err(_) => None,
+        },
+        EntityKind::SigningKey => Some(Change::SigningKeys {
+            jwks: stored_jwks(&r.signing_keys()?),
+        }),
+    })
+}
+
+fn device(rec: &DeviceRecord) -> feed::Device {
+    let d = &rec.device;
+    feed::Device {
+        device_id: d.id.as_str().to_owned(),
+        public_key: d.public_key.clone(),
+        addresses: d.addresses.clone(),
+        user: feed::DeviceUser {
+            user_id: rec.user.id.as_str().to_owned(),
+            email: rec.user.email.clone().unwrap_or_default(),
+            groups: rec.groups.clone(),
+            idp: rec.user.idp.clone(),
+        },
+        posture: identity_claims::Posture {
+            os: d.posture.os.clone(),
+            os_version: d.posture.os_version.clone(),
+            hostname: d.posture.hostname.clone(),
+            client_version: d.posture.client_version.clone(),
+        },
+        enrolled_at: to_claims_time(d.created_at),
+        login_method: rec
+            .session
+            .as_ref()
+            .map(|s| s.login_method.clone())
+            .unwrap_or_default(),
+        auth_time: rec
+            .session
+            .as_ref()
+            .map_or(identity_claims::UnixTime(0), |s| {
+                to_claims_time(s.auth_time)
+            }),
+    }
+}
+
+fn policy(p: &identity_store::Policy) -> feed::Policy {
+    feed::Policy {
+        version: p.version,
+        format: match p.format {
+            identity_store::PolicyFormat::Toml => feed::PolicyFormat::Toml,
+            identity_store::PolicyFormat::Yaml => feed::PolicyFormat::Yaml,
+        },
+        source: p.source.clone(),
+        sha256: p.sha256.clone(),
+    }
+}
+
+fn revoked_session(s: &identity_store::Session) -> feed::RevokedSession {
+    feed::RevokedSession {
+        session_id: s.id.as_str().to_owned(),
+        expires_at: to_claims_time(s.expires_at),
+    }
+}
+
+fn connector(c: &identity_store::Connector) -> feed::Connector {
+    feed::Connector {
+        connector_id: c.id.as_str().to_owned(),
+        name: c.name.clone(),
+        routes: c.routes.clone(),
+        revoked: c.revoked(),
+    }
 }

@@ -29,14 +29,17 @@ fn own_routes() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/.well-known/jwks.json", get(jwks))
         .merge(crate::local_idp::router())
+        .merge(crate::rp::router())
+        .merge(crate::oauth::router())
+        .merge(crate::enroll::router())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
 }
 
-async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(state.jwks(crate::flows::unix_now()))
+async fn jwks(State(state): State<AppState>) -> Json<identity_claims::Jwks> {
+    Json(state.keys().jwks)
 }
 
 async fn healthz() -> &'static str {

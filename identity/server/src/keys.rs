@@ -1,227 +1,146 @@
-//! Identity's signing keys: Ed25519 (RFC 8037 `EdDSA`), rotated on schedule with overlap, and the
-//! JWKS that publishes them.
-//!
-//! A new key becomes current every `rotation`; retired keys stay published (and accepted) for
-//! `overlap` more, the longest lifetime of a token they signed, then are dropped.
+//! Identity's token signing keys: Ed25519 seeds kept in the store, rotated by
+//! `identity_core::rotation` (a new key every `key_rotation`; a retired key stays published
+//! until the longest-lived token it signed has expired).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use identity_claims::{Jwks, KeySet, SigningKey};
+use identity_core::rotation::{KeyInfo, RotationPolicy};
+use identity_store::{Store, StoreError, UnixTime as StoreTime};
+use secrecy::ExposeSecret as _;
 
-/// One Ed25519 key with its id and creation time (unix seconds).
-struct Key {
-    kid: String,
-    public: [u8; 32],
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    created_at: u64,
+/// The keys in use: the one that signs and the ones that verify (and are published).
+#[derive(Clone)]
+pub(crate) struct Keys {
+    pub(crate) signing: SigningKey,
+    pub(crate) jwks: Jwks,
+    pub(crate) verify: KeySet,
+    /// When to reconcile again at the latest (unix seconds).
+    pub(crate) next_check: u64,
 }
 
-/// Errors from signing or verifying identity's own tokens.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum TokenError {
-    #[error("token has no known key id")]
-    UnknownKey,
-    #[error("invalid token")]
-    Invalid(#[from] jsonwebtoken::errors::Error),
-    #[error("failed to encode the signing key")]
-    KeyEncoding,
-}
-
-/// The key ring: newest key last.
-pub(crate) struct KeyRing {
-    keys: Vec<Key>,
-    rotation: u64,
-    overlap: u64,
-}
-
-impl KeyRing {
-    /// A ring with one fresh key created at `now`.
-    pub(crate) fn new(
-        seed: [u8; 32],
-        rotation: u64,
-        overlap: u64,
-        now: u64,
-    ) -> Result<Self, TokenError> {
-        let mut ring = Self {
-            keys: Vec::new(),
-            rotation,
-            overlap,
-        };
-        ring.push(seed, now)?;
-        Ok(ring)
-    }
-
-    /// Whether the current key is older than the rotation period at `now`.
-    pub(crate) fn rotation_due(&self, now: u64) -> bool {
-        self.keys
-            .last()
-            .is_none_or(|k| now.saturating_sub(k.created_at) >= self.rotation)
-    }
-
-    /// Makes a new key (from `seed`) current and drops keys retired longer than the overlap.
-    pub(crate) fn rotate(&mut self, seed: [u8; 32], now: u64) -> Result<(), TokenError> {
-        self.push(seed, now)?;
-        let overlap = self.overlap;
-        // A key retires when its successor is created; keep it while its tokens can be valid.
-        let retired_at: Vec<u64> = self.keys.iter().skip(1).map(|k| k.created_at).collect();
-        let mut keep = Vec::with_capacity(self.keys.len());
-        for (i, key) in std::mem::take(&mut self.keys).into_iter().enumerate() {
-            let alive = retired_at
-                .get(i)
-                .is_none_or(|retired| now.saturating_sub(*retired) < overlap);
-            if alive {
-                keep.push(key);
+/// Brings the stored keys in line with `policy` at `now` (creating, retiring and deleting keys,
+/// each appending a revision) and returns the keys to use, plus whether anything changed.
+///
+/// # Errors
+/// Store failures.
+pub(crate) fn reconcile(
+    store: &Store,
+    policy: RotationPolicy,
+    now: u64,
+) -> Result<(Keys, bool), StoreError> {
+    let at = StoreTime(i64::try_from(now).unwrap_or(i64::MAX));
+    store.write(|w| {
+        let mut changed = false;
+        let mut plan = policy.plan(&key_infos(&w.signing_keys()?), identity_claims::UnixTime(now));
+        if plan.create_new {
+            let seed = crate::flows::random_bytes::<32>();
+            let key = SigningKey::from_seed(&seed);
+            w.add_signing_key(key.kid(), &seed, at)?;
+            changed = true;
+            plan = policy.plan(&key_infos(&w.signing_keys()?), identity_claims::UnixTime(now));
+        }
+        for kid in &plan.retire {
+            w.retire_signing_key(kid, at)?;
+            changed = true;
+        }
+        for kid in &plan.remove {
+            w.delete_signing_key(kid, at)?;
+            changed = true;
+        }
+        let stored = w.signing_keys()?;
+        let mut published = Vec::new();
+        let mut signing = None;
+        for kid in &plan.published {
+            let Some(row) = stored.iter().find(|k| &k.kid == kid) else {
+                continue;
+            };
+            let Ok(seed) = <[u8; 32]>::try_from(row.private_seed.expose_secret()) else {
+                tracing::error!(kid = %row.kid, "stored signing key is not a 32-byte seed; skipped");
+                continue;
+            };
+            let key = SigningKey::from_seed(&seed);
+            if plan.signing.as_deref() == Some(kid.as_str()) {
+                signing = Some(key.clone());
             }
+            published.push(key);
         }
-        self.keys = keep;
-        Ok(())
-    }
-
-    /// Signs `claims` with the current key.
-    pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        let key = self.keys.last().ok_or(TokenError::UnknownKey)?;
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(key.kid.clone());
-        header.typ = Some("JWT".to_string());
-        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
-    }
-
-    /// Verifies a token signed by one of our keys: EdDSA only (no `none`, no HMAC), the given
-    /// issuer and audience, `exp` with no leeway.
-    pub(crate) fn verify<T: DeserializeOwned>(
-        &self,
-        token: &str,
-        issuer: &str,
-        audience: &str,
-    ) -> Result<T, TokenError> {
-        let header = jsonwebtoken::decode_header(token)?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(TokenError::UnknownKey);
-        }
-        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or(TokenError::UnknownKey)?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = 0;
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        Ok(jsonwebtoken::decode::<T>(token, &key.decoding, &validation)?.claims)
-    }
-
-    /// The public keys as an RFC 7517 JWK set of RFC 8037 OKP keys.
-    pub(crate) fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<serde_json::Value> = self
-            .keys
-            .iter()
-            .map(|k| {
-                serde_json::json!({
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "x": URL_SAFE_NO_PAD.encode(k.public),
-                    "kid": k.kid,
-                    "alg": "EdDSA",
-                    "use": "sig",
-                })
-            })
-            .collect();
-        serde_json::json!({ "keys": keys })
-    }
-
-    fn push(&mut self, seed: [u8; 32], now: u64) -> Result<(), TokenError> {
-        let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
-        let public = signing.verifying_key().to_bytes();
-        let der = signing
-            .to_pkcs8_der()
-            .map_err(|_| TokenError::KeyEncoding)?;
-        // The key id: the RFC 7638 thumbprint would do too; a hash prefix of the key is stable.
-        let kid = hex::encode(&sha2_256(&public)[..8]);
-        self.keys.push(Key {
-            kid,
-            public,
-            encoding: EncodingKey::from_ed_der(der.as_bytes()),
-            decoding: DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(public))?,
-            created_at: now,
-        });
-        Ok(())
-    }
+        let signing = signing.ok_or(StoreError::NotFound {
+            what: "signing key",
+        })?;
+        let jwks = Jwks::from_signing_keys(&published);
+        let verify = KeySet::from_jwks(&jwks);
+        Ok((
+            Keys {
+                signing,
+                jwks,
+                verify,
+                next_check: plan.next_check.0,
+            },
+            changed,
+        ))
+    })
 }
 
-pub(crate) fn sha2_256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).into()
+/// The published key set as the store holds it (all stored keys; reconcile deletes expired
+/// ones), for the feed.
+pub(crate) fn stored_jwks(keys: &[identity_store::SigningKey]) -> Jwks {
+    let keys: Vec<SigningKey> = keys
+        .iter()
+        .filter_map(|k| <[u8; 32]>::try_from(k.private_seed.expose_secret()).ok())
+        .map(|seed| SigningKey::from_seed(&seed))
+        .collect();
+    Jwks::from_signing_keys(&keys)
+}
+
+fn key_infos(keys: &[identity_store::SigningKey]) -> Vec<KeyInfo> {
+    keys.iter()
+        .map(|k| KeyInfo {
+            kid: k.kid.clone(),
+            created_at: to_claims_time(k.created_at),
+            retired_at: k.retired_at.map(to_claims_time),
+        })
+        .collect()
+}
+
+/// Store times are signed (SQLite integers); claim times are unsigned.
+pub(crate) fn to_claims_time(t: StoreTime) -> identity_claims::UnixTime {
+    identity_claims::UnixTime(u64::try_from(t.0).unwrap_or(0))
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
-    struct Claims {
-        iss: String,
-        aud: String,
-        sub: String,
-        exp: u64,
-    }
-
-    fn claims(exp: u64) -> Claims {
-        Claims {
-            iss: "https://id".into(),
-            aud: "gatehouse".into(),
-            sub: "u1".into(),
-            exp,
-        }
-    }
-
-    const FAR: u64 = 4_000_000_000;
+    const DAY: u64 = 86_400;
+    const POLICY: RotationPolicy = RotationPolicy {
+        rotate_after: 7 * DAY,
+        token_lifetime: DAY,
+    };
 
     #[test]
-    fn signed_token_verifies_and_wrong_audience_fails() {
-        let ring = KeyRing::new([1; 32], 100, 50, 0).unwrap();
-        let token = ring.sign(&claims(FAR)).unwrap();
-        let back: Claims = ring.verify(&token, "https://id", "gatehouse").unwrap();
-        assert_eq!(back, claims(FAR));
-        assert!(ring
-            .verify::<Claims>(&token, "https://id", "other")
-            .is_err());
-    }
+    fn keys_are_created_kept_rotated_with_overlap_and_removed() {
+        let store = Store::open_in_memory().unwrap();
+        let (first, changed) = reconcile(&store, POLICY, 1_000_000).unwrap();
+        assert!(changed);
+        let (same, changed) = reconcile(&store, POLICY, 1_000_000 + DAY).unwrap();
+        assert!(!changed);
+        assert_eq!(same.signing.kid(), first.signing.kid());
 
-    #[test]
-    fn retired_key_verifies_during_overlap_then_is_dropped() {
-        let mut ring = KeyRing::new([1; 32], 100, 50, 0).unwrap();
-        let old = ring.sign(&claims(FAR)).unwrap();
-        assert!(!ring.rotation_due(99));
-        assert!(ring.rotation_due(100));
-        ring.rotate([2; 32], 100).unwrap();
-        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 2);
-        assert!(ring
-            .verify::<Claims>(&old, "https://id", "gatehouse")
-            .is_ok());
-        ring.rotate([3; 32], 200).unwrap();
-        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 2);
-        assert!(matches!(
-            ring.verify::<Claims>(&old, "https://id", "gatehouse"),
-            Err(TokenError::UnknownKey)
-        ));
-    }
+        let rotated_at = 1_000_000 + 7 * DAY;
+        let (rotated, changed) = reconcile(&store, POLICY, rotated_at).unwrap();
+        assert!(changed);
+        assert_ne!(rotated.signing.kid(), first.signing.kid());
+        assert!(
+            rotated.verify.contains(first.signing.kid()),
+            "old key still verifies"
+        );
+        assert_eq!(rotated.jwks.keys.len(), 2);
 
-    #[test]
-    fn alg_none_is_rejected() {
-        let ring = KeyRing::new([1; 32], 100, 50, 0).unwrap();
-        let token = ring.sign(&claims(FAR)).unwrap();
-        let payload = token.split('.').nth(1).unwrap();
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        let forged = format!("{header}.{payload}.");
-        assert!(ring
-            .verify::<Claims>(&forged, "https://id", "gatehouse")
-            .is_err());
+        let (later, _) = reconcile(&store, POLICY, rotated_at + DAY).unwrap();
+        assert!(
+            !later.verify.contains(first.signing.kid()),
+            "removed after the overlap"
+        );
+        assert_eq!(later.signing.kid(), rotated.signing.kid());
+        assert_eq!(stored_jwks(&store.signing_keys().unwrap()), later.jwks);
     }
 }

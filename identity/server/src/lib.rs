@@ -8,19 +8,21 @@
 //! pure crates `identity-claims` and `identity-core`. It is not a general-purpose OIDC provider:
 //! the local provider serves identity's own relying party only.
 
-// The relying party, the OAuth authorization server and enrollment, which use the rest of the
-// configuration, the flow maps and token verification, are not wired in yet.
-#![allow(dead_code, reason = "pieces for the flows that are not wired in yet")]
-
 mod admin;
+mod auth;
 mod cli;
 mod config;
+mod embedded;
+mod enroll;
+mod error;
 mod feed;
 mod flows;
 mod html;
 mod http;
 mod keys;
 mod local_idp;
+mod oauth;
+mod rp;
 mod state;
 
 pub use cli::main;
@@ -55,7 +57,10 @@ pub async fn serve_listener(
     config: Config,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let state = state::AppState::new(config, 0, flows::unix_now())?;
+    let store = identity_store::Store::open(&config.database)
+        .with_context(|| format!("failed to open the database {}", config.database.display()))?;
+    let state = state::AppState::new(config, store, flows::unix_now())?;
+    state.spawn_maintenance();
     tracing::info!(addr = %listener.local_addr()?, "listening");
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown_signal())

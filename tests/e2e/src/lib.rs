@@ -19,6 +19,7 @@
 //! The binaries under test are found by [`bin`]; build them first with
 //! `cargo build --release --bins`.
 
+pub mod browser;
 pub mod gatehouse;
 pub mod identity;
 mod netns;

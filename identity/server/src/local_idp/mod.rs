@@ -11,13 +11,13 @@ pub(crate) mod users;
 
 use crate::config::{Provider, LOCAL_CLIENT_ID, LOCAL_IDP_PATH};
 use crate::flows::{self, Bounded};
-use crate::keys::KeyRing;
 use crate::state::AppState;
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use identity_core::pkce::CodeChallenge;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -30,7 +30,7 @@ const CODE_LIFETIME: u64 = 60;
 /// The local provider's state.
 pub(crate) struct LocalIdp {
     users: Users,
-    keys: KeyRing,
+    key: identity_claims::SigningKey,
     /// Generated at startup; only identity's relying party knows it.
     client_secret: SecretString,
     issuer: String,
@@ -41,14 +41,14 @@ pub(crate) struct LocalIdp {
 struct IssuedCode {
     email: String,
     nonce: Option<String>,
-    challenge: String,
+    challenge: CodeChallenge,
     auth_time: u64,
 }
 
 impl LocalIdp {
     /// # Errors
     /// Unreadable or invalid users file.
-    pub(crate) fn new(provider: &Provider, public_url: &str, now: u64) -> anyhow::Result<Self> {
+    pub(crate) fn new(provider: &Provider, public_url: &str) -> anyhow::Result<Self> {
         let path = provider
             .users_file
             .as_deref()
@@ -56,10 +56,10 @@ impl LocalIdp {
         let users = Users::load(path)?;
         // The local provider's key never rotates while running: its tokens live 5 minutes and
         // its JWKS is fetched by our own relying party, which refetches on an unknown `kid`.
-        let keys = KeyRing::new(flows::random_seed(), u64::MAX, 0, now)?;
+        let key = identity_claims::SigningKey::from_seed(&flows::random_bytes::<32>());
         Ok(Self {
             users,
-            keys,
+            key,
             client_secret: SecretString::from(flows::random_token(32)),
             issuer: provider.issuer.as_str().trim_end_matches('/').to_string(),
             redirect_uri: format!(
@@ -120,7 +120,7 @@ async fn discovery(State(state): State<AppState>) -> Response {
 
 async fn jwks(State(state): State<AppState>) -> Response {
     match state.local_idp() {
-        Some(idp) => Json(idp.keys.jwks()).into_response(),
+        Some(idp) => Json(identity_claims::Jwks::from_signing_keys([&idp.key])).into_response(),
         None => not_configured(),
     }
 }
@@ -153,20 +153,20 @@ struct LoginForm {
 
 impl AuthorizeParams {
     /// Checks the request against our only client. An error never redirects.
-    fn check(&self, idp: &LocalIdp) -> Result<String, &'static str> {
+    fn check(&self, idp: &LocalIdp) -> Result<CodeChallenge, &'static str> {
         if self.client_id != LOCAL_CLIENT_ID || self.redirect_uri != idp.redirect_uri {
             return Err("unknown client or redirect_uri");
         }
         if self.response_type != "code" {
             return Err("response_type must be code");
         }
-        if self.code_challenge_method.as_deref() != Some("S256") {
-            return Err("PKCE with code_challenge_method=S256 is required");
-        }
-        self.code_challenge
-            .clone()
-            .filter(|c| c.len() == 43)
-            .ok_or("code_challenge must be 43 characters")
+        CodeChallenge::parse(
+            self.code_challenge.as_deref().unwrap_or_default(),
+            self.code_challenge_method.as_deref().unwrap_or_default(),
+        )
+        .map_err(|_| {
+            "PKCE with code_challenge_method=S256 and a 43-character challenge is required"
+        })
     }
 }
 
@@ -271,6 +271,8 @@ struct IdClaims<'a> {
     email_verified: bool,
     name: &'a str,
     groups: &'a [String],
+    /// RFC 8176 authentication method: a password.
+    amr: [&'a str; 1],
 }
 
 async fn token(
@@ -299,7 +301,8 @@ async fn token(
     let verifier_ok = form
         .code_verifier
         .as_deref()
-        .is_some_and(|v| flows::pkce_s256_matches(v, &issued.challenge));
+        .and_then(|v| identity_core::pkce::CodeVerifier::parse(v).ok())
+        .is_some_and(|v| issued.challenge.verify(&v));
     if form.redirect_uri != idp.redirect_uri || !verifier_ok {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
     }
@@ -319,11 +322,12 @@ async fn token(
         email_verified: true,
         name: user.name.as_deref().unwrap_or(&user.email),
         groups: &user.groups,
+        amr: ["pwd"],
     };
-    let id_token = match idp.keys.sign(&claims) {
-        Ok(t) => t,
+    let id_token = match serde_json::to_value(&claims) {
+        Ok(claims) => identity_claims::sign_json(&claims, &idp.key),
         Err(e) => {
-            tracing::error!("local provider: failed to sign an ID token: {e}");
+            tracing::error!("local provider: failed to encode ID token claims: {e}");
             return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
         }
     };
