@@ -332,3 +332,159 @@ fn connector(c: &identity_store::Connector) -> feed::Connector {
         revoked: c.revoked(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use identity_claims::feed::{Applied, FeedReplica};
+    use identity_store::{
+        NewConnector, NewDevice, NewPolicy, NewServiceToken, NewSession, NewUser, PolicyFormat,
+        Posture, ServiceTokenKind, UnixTime, UserId,
+    };
+
+    const NOW: u64 = 1_700_000_000;
+    const AT: UnixTime = UnixTime(1_700_000_000);
+
+    fn user(store: &Store) -> UserId {
+        store
+            .upsert_user(
+                &NewUser {
+                    id: UserId::new("usr_1"),
+                    idp: "corp".into(),
+                    subject: "s1".into(),
+                    email: Some("a@example.com".into()),
+                    display_name: None,
+                },
+                AT,
+            )
+            .unwrap()
+            .id
+    }
+
+    fn enroll(store: &Store, user: &UserId, id: &str, key: &str, address: &str) -> DeviceId {
+        store
+            .upsert_device(
+                &NewDevice {
+                    id: DeviceId::new(id),
+                    user_id: user.clone(),
+                    public_key: key.into(),
+                    addresses: vec![address.parse().unwrap()],
+                    posture: Posture {
+                        os: "linux".into(),
+                        ..Posture::default()
+                    },
+                },
+                AT,
+            )
+            .unwrap()
+            .id
+    }
+
+    fn apply_all(replica: &mut FeedReplica, messages: Vec<FeedMessage>) -> Vec<Applied> {
+        messages
+            .into_iter()
+            .map(|m| replica.apply(m).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_replica_fed_deltas_matches_a_fresh_snapshot() {
+        let store = Store::open_in_memory().unwrap();
+        let (_, first) = start(&store, None, NOW).unwrap();
+        let mut replica = FeedReplica::new();
+        apply_all(&mut replica, first);
+
+        let u = user(&store);
+        let d1 = enroll(&store, &u, "dev_1", "k1", "100.64.0.2/32");
+        enroll(&store, &u, "dev_2", "k2", "100.64.0.3/32");
+        store.revoke_device(&d1, AT).unwrap();
+        store.set_idp_groups(&u, &["eng".to_owned()], AT).unwrap();
+        store
+            .apply_policy(
+                &NewPolicy {
+                    format: PolicyFormat::Toml,
+                    source: "# empty\n".into(),
+                    applied_by: "admin".into(),
+                },
+                AT,
+            )
+            .unwrap();
+        let token = NewServiceToken {
+            id: ServiceTokenId::new("tok_1"),
+            name: "c".into(),
+            kind: ServiceTokenKind::Connector,
+            secret_hash: vec![0; 32],
+            expires_at: None,
+        };
+        store
+            .create_connector(
+                &NewConnector {
+                    id: ConnectorId::new("con_1"),
+                    name: "c".into(),
+                    routes: vec!["10.1.0.0/16".into()],
+                },
+                &token,
+                AT,
+            )
+            .unwrap();
+        store.revoke_service_token(&token.id, AT).unwrap();
+        store
+            .create_session(
+                &NewSession {
+                    id: SessionId::new("ses_1"),
+                    user_id: u.clone(),
+                    device_id: None,
+                    idp: "corp".into(),
+                    login_method: "pwd".into(),
+                    auth_time: AT,
+                    expires_at: UnixTime(AT.0 + 3600),
+                },
+                AT,
+            )
+            .unwrap();
+        store.revoke_session(&SessionId::new("ses_1"), AT).unwrap();
+
+        let (at, deltas) = catch_up(&store, replica.revision(), NOW).unwrap();
+        assert!(deltas
+            .iter()
+            .all(|m| matches!(m, FeedMessage::Delta { .. })));
+        assert_eq!(at.0, store.current_revision().unwrap().0);
+        apply_all(&mut replica, deltas);
+
+        let (_, fresh) = snapshot(&store, NOW).unwrap();
+        let mut expected = FeedReplica::new();
+        apply_all(&mut expected, fresh);
+        assert_eq!(replica.to_snapshot(), expected.to_snapshot());
+        let devices: Vec<_> = replica.devices().map(|d| d.device_id.clone()).collect();
+        assert_eq!(devices, ["dev_2"]);
+        assert_eq!(replica.device("dev_2").unwrap().user.groups, ["eng"]);
+        assert!(replica.is_session_revoked("ses_1"));
+        assert!(replica.is_service_token_revoked("tok_1"));
+        assert_eq!(replica.policy().unwrap().version, 1);
+    }
+
+    #[test]
+    fn an_uncovered_or_future_revision_gets_a_snapshot_a_current_one_nothing() {
+        let store = Store::open_in_memory().unwrap();
+        let u = user(&store);
+        enroll(&store, &u, "dev_1", "k1", "100.64.0.2/32");
+        enroll(&store, &u, "dev_2", "k2", "100.64.0.3/32");
+        let current = store.current_revision().unwrap().0;
+        let is_snapshot = |m: &[FeedMessage]| matches!(m, [FeedMessage::Snapshot { .. }]);
+        assert!(is_snapshot(&start(&store, None, NOW).unwrap().1));
+        assert!(is_snapshot(
+            &start(&store, Some(current + 5), NOW).unwrap().1
+        ));
+        assert!(start(&store, Some(current), NOW).unwrap().1.is_empty());
+        assert_eq!(start(&store, Some(current - 1), NOW).unwrap().1.len(), 1);
+
+        store
+            .write(|w| w.compact_before(Revision(current)))
+            .unwrap();
+        assert!(
+            is_snapshot(&start(&store, Some(1), NOW).unwrap().1),
+            "the log no longer covers revision 2"
+        );
+        assert_eq!(start(&store, Some(current - 1), NOW).unwrap().1.len(), 1);
+    }
+}

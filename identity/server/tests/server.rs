@@ -22,8 +22,10 @@ async fn start() -> Server {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
+    // One database per server: tests run in parallel.
+    let database = dir.join(format!("identity-{}.db", addr.port()));
     let text = format!(
-        "listen = \"{addr}\"\n[[providers]]\nid = \"local\"\nkind = \"local\"\nusers_file = \"users.toml\"\n"
+        "listen = \"{addr}\"\ndatabase = {database:?}\n[[providers]]\nid = \"local\"\nkind = \"local\"\nusers_file = \"users.toml\"\n"
     );
     let config = identity::parse_config(&text, &dir).unwrap();
     tokio::spawn(identity::serve_listener(listener, config));

@@ -33,6 +33,8 @@ pub struct Identity {
     proc: Proc,
     base_url: String,
     admin_token: String,
+    config_path: std::path::PathBuf,
+    log: std::path::PathBuf,
 }
 
 impl Identity {
@@ -73,32 +75,35 @@ impl Identity {
             providers,
         );
         let config_path = dir.write("identity.toml", config)?;
-        let mut command = Command::new(bin("gatehouse-identity"));
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "identity=debug,info");
         let log = dir.join("identity.log");
-        let mut proc = Proc::spawn(command, "gatehouse-identity", &log)?;
-        let healthy = wait_until(READY_TIMEOUT, Duration::from_millis(50), || {
-            if !proc.is_running() {
-                return true;
-            }
-            matches!(loopback_request(&base_url, "GET", "/healthz"), Ok((200, _)))
-        });
-        if !proc.is_running() || !healthy {
-            anyhow::bail!(
-                "gatehouse-identity did not become healthy at {base_url}/healthz within \
-                 {READY_TIMEOUT:?}; log:\n{}",
-                proc.log()
-            );
-        }
+        let proc = spawn(&config_path, &log, &base_url)?;
         Ok(Identity {
             proc,
             base_url,
             admin_token,
+            config_path,
+            log,
         })
+    }
+
+    /// Stops the process (SIGTERM, waiting for it to exit).
+    ///
+    /// # Errors
+    /// If it cannot be signalled.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.proc.stop().map(|_| ())
+    }
+
+    /// Starts it again with the same configuration and database, on the same port.
+    ///
+    /// # Errors
+    /// As [`Identity::start`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.proc.is_running() {
+            self.stop()?;
+        }
+        self.proc = spawn(&self.config_path, &self.log, &self.base_url)?;
+        Ok(())
     }
 
     /// `http://127.0.0.1:<port>` (no trailing slash): `public_url`.
@@ -164,6 +169,35 @@ fn config_toml(
         ));
     }
     config
+}
+
+/// Spawns `serve --config` and waits until `GET /healthz` answers 200.
+fn spawn(
+    config_path: &std::path::Path,
+    log: &std::path::Path,
+    base_url: &str,
+) -> anyhow::Result<Proc> {
+    let mut command = Command::new(bin("gatehouse-identity"));
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(config_path)
+        .env("RUST_LOG", "identity=debug,info");
+    let mut proc = Proc::spawn(command, "gatehouse-identity", log)?;
+    let healthy = wait_until(READY_TIMEOUT, Duration::from_millis(50), || {
+        if !proc.is_running() {
+            return true;
+        }
+        matches!(loopback_request(base_url, "GET", "/healthz"), Ok((200, _)))
+    });
+    if !proc.is_running() || !healthy {
+        anyhow::bail!(
+            "gatehouse-identity did not become healthy at {base_url}/healthz within \
+             {READY_TIMEOUT:?}; log:\n{}",
+            proc.log()
+        );
+    }
+    Ok(proc)
 }
 
 fn free_loopback_port() -> anyhow::Result<u16> {

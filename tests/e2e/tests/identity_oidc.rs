@@ -539,3 +539,83 @@ fn every_kind_of_bad_id_token_or_state_is_rejected() {
         .unwrap_or(0);
     assert!(failures >= 10, "each rejected login is audited: {events}");
 }
+
+#[test]
+fn an_edge_keeps_its_cached_copy_while_identity_is_down_and_resumes_after() {
+    skip_unless_node!();
+    let dir = TestDir::new("identity-edge-cache").expect("dir");
+    let (_provider, mut identity) = start_corp(&dir).expect("start");
+    let browser = Browser::new().expect("browser");
+    let access = device_login(&identity, &browser, ALICE.username, ALICE.password);
+    let (_, public_key) = keypair();
+    let (status, enrolled) = enroll(&identity, &access, &public_key);
+    assert_eq!(status, 201, "{enrolled}");
+    let (status, created) = admin(
+        &identity,
+        "POST",
+        "/admin/v1/service-tokens",
+        Some(json!({"name": "edge-cache", "kind": "edge"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let token_file = dir
+        .write(
+            "edge.token",
+            format!("{}\n", created["secret"].as_str().expect("secret")),
+        )
+        .expect("token file");
+    let cache = dir.join("edge-cache.json");
+    let edge_log = dir.join("edge-feed.log");
+    let spawn_edge = || {
+        let mut command = std::process::Command::new(e2e::bin("gatehouse-edge"));
+        command
+            .arg("feed")
+            .arg("--identity")
+            .arg(identity.base_url())
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--cache")
+            .arg(&cache)
+            .env("RUST_LOG", "info");
+        e2e::Proc::spawn(command, "gatehouse-edge feed", &edge_log).expect("edge")
+    };
+    let mut edge = spawn_edge();
+    edge.wait_for_log(
+        "\"kind\":\"snapshot\",\"devices\":1",
+        Duration::from_secs(10),
+    )
+    .expect("snapshot with the device");
+    edge.stop().expect("stop edge");
+
+    identity.stop().expect("stop identity");
+    let cached = std::fs::read_to_string(&cache).expect("cache");
+    assert!(
+        cached.contains(&public_key),
+        "the cache holds the device: {cached}"
+    );
+    // With identity down the edge starts from its cache and keeps retrying.
+    let mut edge = spawn_edge();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(edge.is_running(), "{}", edge.log());
+    assert_eq!(
+        std::fs::read_to_string(&cache).expect("cache"),
+        cached,
+        "the cache is kept"
+    );
+
+    identity.restart().expect("restart identity");
+    let device_id = enrolled["device_id"].as_str().expect("device_id");
+    let (status, _) = admin(
+        &identity,
+        "POST",
+        &format!("/admin/v1/devices/{device_id}/revoke"),
+        None,
+    );
+    assert_eq!(status, 200);
+    edge.wait_for_log("\"kind\":\"delta\",\"devices\":0", Duration::from_secs(20))
+        .expect("the revocation arrives as a delta after the edge resumes");
+    assert!(
+        !edge.log().contains("\"kind\":\"snapshot\",\"devices\":0"),
+        "resumed from the cached revision, not from a new snapshot: {}",
+        edge.log()
+    );
+}
