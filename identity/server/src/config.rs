@@ -9,6 +9,8 @@
 //! database = "identity.db"                # default "identity.db" (SQLite, WAL)
 //! admin_token_file = "admin.token"        # or env GATEHOUSE_IDENTITY_ADMIN_TOKEN; no default:
 //!                                         # without one the admin API answers 401 to everyone
+//! admin_group = "admins"                  # no default: members of this group may also call the
+//!                                         # admin API with their user-session token
 //! key_rotation = "7d"                     # default 7d: a new signing key this often
 //! routes = ["10.0.0.0/8"]                 # default []: routes clients send through the tunnel
 //! dns = ["10.0.0.53"]                     # default []: DNS servers handed to clients
@@ -67,6 +69,7 @@ pub(crate) struct FileConfig {
     pub(crate) database: PathBuf,
     pub(crate) admin_token: Option<SecretString>,
     pub(crate) admin_token_file: Option<PathBuf>,
+    pub(crate) admin_group: Option<String>,
     #[serde(default = "default_key_rotation", with = "humantime_serde")]
     pub(crate) key_rotation: Duration,
     #[serde(default)]
@@ -193,6 +196,8 @@ pub struct Config {
     pub(crate) public_url: Url,
     pub(crate) database: PathBuf,
     pub(crate) admin_token: Option<SecretString>,
+    /// Members of this group may call the admin API with a user-session token.
+    pub(crate) admin_group: Option<String>,
     pub(crate) key_rotation: Duration,
     pub(crate) routes: Vec<String>,
     pub(crate) dns: Vec<String>,
@@ -341,6 +346,7 @@ pub(crate) fn resolve(
         public_url,
         database,
         admin_token,
+        admin_group: file.admin_group.filter(|g| !g.is_empty()),
         key_rotation: file.key_rotation,
         routes: file.routes,
         dns: file.dns,

@@ -1,7 +1,7 @@
 //! `GET /v1/feed?since=<revision>`: the config feed to edges, NDJSON (one
 //! `identity_claims::feed::FeedMessage` per line).
 //!
-//! A subscriber gets a snapshot when it gives no revision, one the revision log no longer
+//! A subscriber gets a snapshot when it gives no revision (or 0), one the revision log no longer
 //! covers, or one from the future; otherwise the deltas after its revision. Then every new
 //! revision as a delta as soon as it commits ([`AppState::notify`]), and a heartbeat every
 //! [`HEARTBEAT`] so both ends notice a dead connection. Each revision log entry names an
@@ -141,7 +141,8 @@ fn start(
     let covered = store.read(|r| {
         let current = r.current_revision()?;
         let compacted = r.compacted_before()?;
-        Ok::<_, StoreError>(since.filter(|s| *s <= current.0 && *s + 1 >= compacted.0))
+        // Revision 0 is a subscriber that holds nothing yet: it gets a snapshot.
+        Ok::<_, StoreError>(since.filter(|s| *s > 0 && *s <= current.0 && *s + 1 >= compacted.0))
     })?;
     match covered {
         Some(since) => catch_up(store, feed::Revision(since), now),
@@ -482,8 +483,9 @@ mod tests {
             .write(|w| w.compact_before(Revision(current)))
             .unwrap();
         assert!(
-            is_snapshot(&start(&store, Some(1), NOW).unwrap().1),
-            "the log no longer covers revision 2"
+            is_snapshot(&start(&store, Some(current - 2), NOW).unwrap().1),
+            "revision {} is compacted away",
+            current - 1
         );
         assert_eq!(start(&store, Some(current - 1), NOW).unwrap().1.len(), 1);
     }

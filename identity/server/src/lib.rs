@@ -8,6 +8,8 @@
 //! pure crates `identity-claims` and `identity-core`. It is not a general-purpose OIDC provider:
 //! the local provider serves identity's own relying party only.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, reason = "tests fail loudly"))]
+
 mod admin;
 mod auth;
 mod cli;

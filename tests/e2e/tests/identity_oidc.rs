@@ -260,7 +260,9 @@ fn device_grant_login_enrolls_and_the_feed_carries_devices_revocations_and_resum
     assert_eq!(devices.len(), 1);
     assert_eq!(devices[0]["public_key"], json!(public_key));
     assert_eq!(devices[0]["user"]["email"], ALICE.email);
-    assert_eq!(devices[0]["user"]["groups"], json!(ALICE.groups));
+    let mut groups = ALICE.groups.to_vec();
+    groups.sort_unstable();
+    assert_eq!(devices[0]["user"]["groups"], json!(groups));
     assert_eq!(devices[0]["user"]["idp"], "corp");
     assert_eq!(devices[0]["posture"]["os_version"], "6.1");
     assert!(!snapshot["state"]["signing_keys"]["keys"]
@@ -533,7 +535,7 @@ fn every_kind_of_bad_id_token_or_state_is_rejected() {
     broken.set_mode(BrokenMode::Ok).expect("mode");
     let (status, events) = admin(&identity, "GET", "/admin/v1/audit?action=login", None);
     assert_eq!(status, 200, "{events}");
-    let failures = events
+    let failures = events["events"]
         .as_array()
         .map(|e| e.iter().filter(|e| e["outcome"] == "failure").count())
         .unwrap_or(0);
@@ -565,12 +567,13 @@ fn an_edge_keeps_its_cached_copy_while_identity_is_down_and_resumes_after() {
         .expect("token file");
     let cache = dir.join("edge-cache.json");
     let edge_log = dir.join("edge-feed.log");
+    let base_url = identity.base_url().to_owned();
     let spawn_edge = || {
         let mut command = std::process::Command::new(e2e::bin("gatehouse-edge"));
         command
             .arg("feed")
             .arg("--identity")
-            .arg(identity.base_url())
+            .arg(&base_url)
             .arg("--token-file")
             .arg(&token_file)
             .arg("--cache")
