@@ -10,18 +10,22 @@ use tower_http::timeout::TimeoutLayer;
 
 /// Largest accepted request body (64 KiB): enrollment and forms are far smaller.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest admin request body (4 MiB): policy files with thousands of rules.
+pub(crate) const MAX_ADMIN_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Requests that take longer are answered 408; the feed is a stream and sets no body timeout.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// All routes with their shared state.
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(crate::admin::router())
+    let public = Router::new()
         .merge(crate::feed::router())
         .merge(own_routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let admin = crate::admin::router()
+        .layer(RequestBodyLimitLayer::new(MAX_ADMIN_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES));
+    Router::new().merge(public).merge(admin).with_state(state)
 }
 
 fn own_routes() -> Router<AppState> {

@@ -508,3 +508,22 @@ async fn the_cli_applies_explains_and_reports_errors() {
     let (code, _, stderr) = admin_cli(&server, &["audit", "--action", "policy_apply"]).await;
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[tokio::test]
+async fn policy_files_beyond_the_public_body_limit_are_accepted_up_to_the_admin_limit() {
+    let server = start().await;
+    // ~200 KiB: far beyond the 64 KiB limit of the public endpoints.
+    let mut big = GOOD_POLICY.to_owned();
+    for i in 0..2000 {
+        big.push_str(&format!(
+            "\n[[applications]]\nname = \"app{i}\"\ndestinations = [{{ host = \"app{i}.corp.example\" }}]\n"
+        ));
+    }
+    assert!(big.len() > 128 * 1024);
+    let (status, applied) = server.apply(&big).await;
+    assert_eq!(status, 201, "{applied}");
+
+    let huge = "#".repeat(5 * 1024 * 1024);
+    let (status, _) = server.apply(&huge).await;
+    assert_eq!(status, 413);
+}
