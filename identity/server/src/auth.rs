@@ -2,7 +2,8 @@
 //!
 //! - `UserAuth`: `Authorization: Bearer <user-session JWT>` (the CLI's access token).
 //! - `DeviceAuth`: `Bearer <device-session JWT>` (the device token from enrollment).
-//! - `EdgeAuth`: `Bearer ghst_…` service token of kind `edge` (the config feed).
+//! - `EdgeAuth`: `Bearer ghst_…` service token of kind `edge` (the config feed, assertions).
+//! - `ConnectorAuth`: `Bearer ghst_…` service token of kind `connector`.
 //! - `AdminAuth`: `Bearer <admin token>` from the configuration, compared in constant time.
 //! - `BrowserAuth`: the `gh_session` cookie (a user-session JWT for the browser audience).
 //!
@@ -33,6 +34,8 @@ pub(crate) struct UserAuth(pub(crate) UserSession);
 pub(crate) struct DeviceAuth(pub(crate) DeviceSession);
 /// A valid edge service token.
 pub(crate) struct EdgeAuth(pub(crate) ServiceToken);
+/// A valid connector service token (its tunnel credential secret).
+pub(crate) struct ConnectorAuth(pub(crate) ServiceToken);
 /// The admin token was presented.
 pub(crate) struct AdminAuth;
 /// A verified browser session, if the cookie is present and valid.
@@ -182,6 +185,17 @@ impl FromRequestParts<AppState> for EdgeAuth {
     }
 }
 
+impl FromRequestParts<AppState> for ConnectorAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        verify_service_token(state, token, ServiceTokenKind::Connector)
+            .await
+            .map(Self)
+    }
+}
+
 impl FromRequestParts<AppState> for AdminAuth {
     type Rejection = ApiError;
 
@@ -261,7 +275,8 @@ pub(crate) fn sign_device_session(
     identity_claims::sign(&claims, &state.keys().signing)
 }
 
-fn common_claims(
+/// The registered claims of a token identity signs now for `sub` and `audience`.
+pub(crate) fn common_claims(
     state: &AppState,
     sub: &str,
     audience: &str,

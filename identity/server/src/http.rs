@@ -36,6 +36,7 @@ fn own_routes() -> Router<AppState> {
         .merge(crate::rp::router())
         .merge(crate::oauth::router())
         .merge(crate::enroll::router())
+        .merge(crate::tokens::router())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

@@ -26,6 +26,7 @@ mod local_idp;
 mod oauth;
 mod rp;
 mod state;
+mod tokens;
 
 pub use cli::main;
 pub use config::Config;

@@ -310,6 +310,100 @@ fn device_grant_login_enrolls_and_the_feed_carries_devices_revocations_and_resum
         "a revoked device's address is not reused while its row exists"
     );
 
+    // The edge asks identity for an application assertion for the device's user.
+    let jwks: identity_claims::Jwks =
+        reqwest::blocking::get(identity.url("/.well-known/jwks.json"))
+            .expect("jwks")
+            .json()
+            .expect("json");
+    let keys = identity_claims::KeySet::from_jwks(&jwks);
+    let now = identity_claims::UnixTime::from_system_time(std::time::SystemTime::now());
+    let expect = |audience: &str| identity_claims::Expectation {
+        issuer: identity.base_url().to_owned(),
+        audience: audience.to_owned(),
+    };
+    let second_id = second["device_id"].as_str().expect("device_id");
+    let assert_for = |device: &str| {
+        reqwest::blocking::Client::new()
+            .post(identity.url("/v1/assertions"))
+            .bearer_auth(&edge_token)
+            .json(&json!({"audience": "wiki", "device_id": device}))
+            .send()
+            .expect("assertion")
+    };
+    let answer: Value = assert_for(second_id).json().expect("json");
+    let assertion: identity_claims::AppAssertion = identity_claims::verify(
+        answer["token"].as_str().expect("token"),
+        &keys,
+        &expect("wiki"),
+        now,
+    )
+    .expect("a valid assertion for the application");
+    assert_eq!(assertion.user.email, ALICE.email);
+    assert_eq!(assertion.device_id.as_deref(), Some(second_id));
+    assert_eq!(assertion.posture.expect("posture").os_version, "6.1");
+    assert!(identity_claims::verify::<identity_claims::AppAssertion>(
+        answer["token"].as_str().expect("token"),
+        &keys,
+        &expect("another-app"),
+        now
+    )
+    .is_err());
+    assert_eq!(
+        assert_for(&device_id).status().as_u16(),
+        404,
+        "no assertion for a revoked device"
+    );
+
+    // A connector exchanges its credential secret for a tunnel credential edges verify.
+    let (status, connector) = admin(
+        &identity,
+        "POST",
+        "/admin/v1/connectors",
+        Some(json!({"name": "dc1", "routes": ["10.1.0.0/16"]})),
+    );
+    assert_eq!(status, 201, "{connector}");
+    let exchange = || {
+        reqwest::blocking::Client::new()
+            .post(identity.url("/v1/connector-credential"))
+            .bearer_auth(connector["secret"].as_str().expect("secret"))
+            .send()
+            .expect("credential")
+    };
+    let answer: Value = exchange().json().expect("json");
+    let credential: identity_claims::ConnectorCredential = identity_claims::verify(
+        answer["token"].as_str().expect("token"),
+        &keys,
+        &expect("gatehouse-edge"),
+        now,
+    )
+    .expect("a valid connector credential");
+    let connector_id = connector["connector"]["id"].as_str().expect("connector id");
+    assert_eq!(credential.connector_id, connector_id);
+    let (status, _) = admin(
+        &identity,
+        "POST",
+        &format!("/admin/v1/connectors/{connector_id}/revoke"),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        exchange().status().as_u16(),
+        401,
+        "a revoked connector gets no credential"
+    );
+    // (Enrollment binds the session in a second revision: another device_upserted first.)
+    let mut connector_delta = resumed.next_change();
+    while connector_delta["change"]["kind"] == "device_upserted" {
+        connector_delta = resumed.next_change();
+    }
+    assert_eq!(
+        connector_delta["change"]["kind"], "connector_upserted",
+        "{connector_delta}"
+    );
+    let revoked = resumed.next_change();
+    assert_eq!(revoked["change"]["connector"]["revoked"], true, "{revoked}");
+
     let bad = reqwest::blocking::Client::new()
         .get(identity.url("/v1/feed"))
         .bearer_auth("ghst_tok_x_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
