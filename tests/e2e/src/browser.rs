@@ -136,7 +136,7 @@ impl Browser {
             Stop::Page(page) if page.body.contains("name=\"password\"") => {
                 self.sign_in(&page, username, password, stop_at)
             }
-            other => Ok(other),
+            other @ (Stop::Page(_) | Stop::Redirect(_)) => Ok(other),
         }
     }
 }
@@ -223,7 +223,7 @@ mod tests {
         let html = r#"<p>x</p><form method="post" action="/interaction/a&amp;b/login">
             <input type="hidden" name="state" value="s&quot;1">
             <input name="username"><input type="password" name="password"></form>"#;
-        let form = Form::parse(html).unwrap();
+        let form = Form::parse(html).expect("a form");
         assert_eq!(form.action.as_deref(), Some("/interaction/a&b/login"));
         assert_eq!(form.hidden, vec![("state".to_owned(), "s\"1".to_owned())]);
         assert!(Form::parse("<p>no form</p>").is_none());
