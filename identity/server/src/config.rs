@@ -41,7 +41,7 @@
 //! client_id = "gatehouse"
 //! client_secret = "…"                     # or client_secret_file; omit for a public client
 //! scopes = ["openid", "email", "profile"] # default; "openid" is always sent
-//! groups_claim = "groups"                 # default "groups" (ID token, else userinfo)
+//! groups_claim = "groups"                 # default "groups" (read from the ID token)
 //!
 //! [[providers]]                           # the built-in local provider (at most one)
 //! id = "local"
