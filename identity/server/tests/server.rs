@@ -11,6 +11,11 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with("").await
+}
+
+/// `extra` is appended to the configuration (more `[[providers]]`).
+async fn start_with(extra: &str) -> Server {
     let dir = std::env::temp_dir().join(format!("gh-identity-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // These tests never sign in: any well-formed argon2id PHC string keeps the file valid.
@@ -25,7 +30,7 @@ async fn start() -> Server {
     // One database per server: tests run in parallel.
     let database = dir.join(format!("identity-{}.db", addr.port()));
     let text = format!(
-        "listen = \"{addr}\"\ndatabase = {database:?}\n[[providers]]\nid = \"local\"\nkind = \"local\"\nusers_file = \"users.toml\"\n"
+        "listen = \"{addr}\"\ndatabase = {database:?}\n[[providers]]\nid = \"local\"\nkind = \"local\"\nusers_file = \"users.toml\"\n{extra}"
     );
     let config = identity::parse_config(&text, &dir).unwrap();
     tokio::spawn(identity::serve_listener(listener, config));
@@ -125,4 +130,115 @@ async fn oversized_body_is_rejected_with_413() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test]
+async fn authorization_server_metadata_names_the_endpoints_and_s256() {
+    let server = start().await;
+    let doc: serde_json::Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        server.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(doc["issuer"], server.base);
+    assert_eq!(
+        doc["token_endpoint"],
+        format!("{}/oauth/token", server.base)
+    );
+    assert_eq!(
+        doc["device_authorization_endpoint"],
+        format!("{}/oauth/device_authorization", server.base)
+    );
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn login_offers_a_chooser_with_several_providers_and_refuses_open_redirects() {
+    let server = start_with(
+        "\n[[providers]]\nid = \"corp\"\nkind = \"oidc\"\ndisplay_name = \"Corp <SSO>\"\n\
+         issuer = \"http://127.0.0.1:9\"\nclient_id = \"c\"\n",
+    )
+    .await;
+    let client = no_redirects();
+    let page = client
+        .get(format!("{}/login?return_to=/device", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("/login?provider=local&amp;return_to=%2Fdevice"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Corp &lt;SSO&gt;"),
+        "names are escaped: {html}"
+    );
+
+    for bad in [
+        "//evil.example/x",
+        "https://evil.example/",
+        "/\\evil.example",
+    ] {
+        let resp = client
+            .get(format!(
+                "{}/login?provider=local&return_to={bad}",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+    // An unreachable provider is a clear 502, not a hang or a panic.
+    let resp = client
+        .get(format!("{}/login?provider=corp", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(resp.text().await.unwrap().contains("unreachable"));
+}
+
+#[tokio::test]
+async fn protected_endpoints_refuse_missing_and_forged_tokens() {
+    let server = start().await;
+    let client = reqwest::Client::new();
+    for (method, path) in [
+        ("POST", "/v1/enroll"),
+        ("GET", "/v1/profile"),
+        ("GET", "/v1/feed"),
+        ("POST", "/v1/assertions"),
+        ("POST", "/v1/connector-credential"),
+    ] {
+        let url = format!("{}{path}", server.base);
+        let bare = client
+            .request(method.parse().unwrap(), &url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bare.status(), 401, "{path} without a token");
+        let forged = client
+            .request(method.parse().unwrap(), &url)
+            .bearer_auth("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 401, "{path} with alg none");
+    }
 }
