@@ -102,7 +102,7 @@ def read_edge():
     for line in edge.stdout:
         try:
             m = json.loads(line)
-            arrivals.put((m["revision"], m["at_ms"]))
+            arrivals.put((m["revision"], m["at_us"] / 1000.0))
         except (ValueError, KeyError):
             pass
 

@@ -48,7 +48,7 @@ enum Command {
         allowed_ips: Vec<ipnet::IpNet>,
     },
     /// Follow identity's config feed and print one JSON line per applied message (revision,
-    /// kind, devices, wall-clock time in ms); the same follower `run` uses. No root needed.
+    /// kind, devices, wall-clock time in ms and µs); the same follower `run` uses. No root needed.
     Feed {
         /// Identity's base URL.
         #[arg(long, env = "GATEHOUSE_IDENTITY_URL")]
@@ -141,11 +141,12 @@ async fn print_feed(source: identity_feed::FeedSource) -> anyhow::Result<()> {
     let replica = identity_feed::load_cache(&source.cache)?;
     let shutdown = wg_driver::process::shutdown_signal()?;
     let follow = identity_feed::follow(source, replica, |update| {
-        let at_ms = std::time::SystemTime::now()
+        let at_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+            .map_or(0, |d| d.as_micros());
+        let at_ms = at_us / 1000;
         let line = format!(
-            "{{\"revision\":{},\"kind\":\"{}\",\"devices\":{},\"at_ms\":{at_ms}}}\n",
+            "{{\"revision\":{},\"kind\":\"{}\",\"devices\":{},\"at_ms\":{at_ms},\"at_us\":{at_us}}}\n",
             update.replica.revision(),
             identity_feed::applied_kind(&update.applied),
             update.replica.devices().count(),

@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use identity_claims::UserFacts;
 use identity_core::alloc::AddressPool;
 use identity_store::{
-    AuditAction, AuditOutcome, DeviceId, NewAuditEvent, NewDevice, Posture, SessionId, UserId,
+    AuditAction, AuditOutcome, DeviceId, NewAuditEvent, NewDevice, NewSession, Posture, SessionId,
+    UserId,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -122,7 +122,19 @@ async fn enroll(
     let now = crate::flows::unix_now();
     let at = identity_store::UnixTime(i64::try_from(now).unwrap_or(i64::MAX));
     let user_id = UserId::new(session.common.sub.clone());
-    let sid = SessionId::new(session.sid.clone());
+    // The device gets its own session, as long-lived as its token and revocable on its own; it
+    // carries the login facts of the CLI session it was enrolled with.
+    let device_sid = SessionId::from_random(crate::flows::random_bytes());
+    let lifetime = i64::try_from(state.config().tokens.device.as_secs()).unwrap_or(i64::MAX);
+    let device_session = NewSession {
+        id: device_sid.clone(),
+        user_id: user_id.clone(),
+        device_id: None,
+        idp: session.user.idp.clone(),
+        login_method: session.user.login_method.clone(),
+        auth_time: identity_store::UnixTime(i64::try_from(session.user.auth_time.0).unwrap_or(0)),
+        expires_at: identity_store::UnixTime(at.0.saturating_add(lifetime)),
+    };
     let (device, created) = state
         .db(move |store| {
             Ok(store.write(|w| {
@@ -142,7 +154,13 @@ async fn enroll(
                     },
                     at,
                 )?;
-                w.set_session_device(&sid, &device.id, at)?;
+                w.create_session(
+                    &NewSession {
+                        device_id: Some(device.id.clone()),
+                        ..device_session
+                    },
+                    at,
+                )?;
                 w.record_audit(&NewAuditEvent {
                     at,
                     actor: user_id.as_str().to_owned(),
@@ -156,16 +174,12 @@ async fn enroll(
         })
         .await?;
     tracing::info!(device = %device.id, user = %device.user_id, created, "enrolled");
-    let facts = UserFacts {
-        login_method: session.user.login_method.clone(),
-        ..session.user
-    };
     let device_token = auth::sign_device_session(
         &state,
         device.user_id.as_str(),
-        &session.sid,
+        device_sid.as_str(),
         device.id.as_str(),
-        facts,
+        session.user,
         now,
     );
     let status = if created {

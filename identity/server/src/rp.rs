@@ -353,6 +353,23 @@ async fn complete_login(
                     )?;
                     w.set_idp_groups(&user.id, &groups, at)?;
                     let groups = w.groups_of(&user.id)?;
+                    let audit = |outcome, detail| {
+                        w.record_audit(&NewAuditEvent {
+                            at,
+                            actor: user.id.as_str().to_owned(),
+                            action: AuditAction::Login,
+                            target: Some(idp.clone()),
+                            outcome,
+                            detail,
+                        })
+                    };
+                    if user.disabled {
+                        audit(
+                            AuditOutcome::Failure,
+                            serde_json::json!({ "reason": "user disabled" }),
+                        )?;
+                        return Ok::<_, identity_store::StoreError>((user, groups, None));
+                    }
                     let sid = identity_store::SessionId::from_random(crate::flows::random_bytes());
                     let expires =
                         at.0.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
@@ -368,27 +385,18 @@ async fn complete_login(
                         },
                         at,
                     )?;
-                    let outcome = if user.disabled {
-                        AuditOutcome::Failure
-                    } else {
-                        AuditOutcome::Success
-                    };
-                    w.record_audit(&NewAuditEvent {
-                        at,
-                        actor: user.id.as_str().to_owned(),
-                        action: AuditAction::Login,
-                        target: Some(idp.clone()),
-                        outcome,
-                        detail: serde_json::json!({ "login_method": login_method }),
-                    })?;
-                    Ok::<_, identity_store::StoreError>((user, groups, sid))
+                    audit(
+                        AuditOutcome::Success,
+                        serde_json::json!({ "login_method": login_method }),
+                    )?;
+                    Ok((user, groups, Some(sid)))
                 })?)
             }
         })
         .await?;
-    if user.disabled {
+    let Some(sid) = sid else {
         return Err(ApiError::forbidden("this user is disabled"));
-    }
+    };
     tracing::info!(user = %user.id, idp = %idp, "login");
     let facts = UserFacts {
         email: user.email.clone().unwrap_or_default(),

@@ -196,4 +196,32 @@ fn embedded_identity_logs_in_a_local_user_enrolls_and_survives_a_restart() {
         200,
         "a device token outlives a restart"
     );
+
+    // Disabling the user cuts the device token and refuses the next login.
+    let alice_id = alice["id"].as_str().expect("user id").to_owned();
+    admin(&["users", "disable", &alice_id]);
+    let profile = http
+        .get(format!("{base}/v1/profile"))
+        .bearer_auth(enrolled["device_token"].as_str().expect("device token"))
+        .send()
+        .expect("profile");
+    assert_eq!(
+        profile.status().as_u16(),
+        401,
+        "a disabled user's device token is refused"
+    );
+    let Stop::Page(refused) = Browser::new()
+        .expect("browser")
+        .login_through(
+            &format!("{base}/login?return_to=/healthz"),
+            "alice@example.com",
+            &password,
+            None,
+        )
+        .expect("login")
+    else {
+        panic!("expected a page")
+    };
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("disabled"), "{}", refused.body);
 }
