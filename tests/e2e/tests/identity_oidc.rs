@@ -74,6 +74,28 @@ fn admin(identity: &Identity, method: &str, path: &str, body: Option<Value>) -> 
     (status, response.json().unwrap_or(Value::Null))
 }
 
+fn revoke_device(identity: &Identity, device_id: &str) {
+    let (status, answer) = admin(
+        identity,
+        "POST",
+        &format!("/admin/v1/devices/{device_id}/revoke"),
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// A new edge service token; its answer holds the `secret`.
+fn create_edge_token(identity: &Identity, name: &str) -> Value {
+    let (status, created) = admin(
+        identity,
+        "POST",
+        "/admin/v1/service-tokens",
+        Some(json!({"name": name, "kind": "edge"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
 fn enroll(identity: &Identity, access_token: &str, public_key: &str) -> (u16, Value) {
     let response = reqwest::blocking::Client::new()
         .post(identity.url("/v1/enroll"))
@@ -244,13 +266,7 @@ fn device_grant_login_enrolls_and_the_feed_carries_devices_revocations_and_resum
         .expect("json");
     assert_eq!(fetched["addresses"], profile["addresses"]);
 
-    let (status, created) = admin(
-        &identity,
-        "POST",
-        "/admin/v1/service-tokens",
-        Some(json!({"name": "edge-1", "kind": "edge"})),
-    );
-    assert_eq!(status, 201, "{created}");
+    let created = create_edge_token(&identity, "edge-1");
     let edge_token = created["secret"].as_str().expect("secret").to_owned();
 
     let mut feed = Feed::open(&identity, &edge_token, None);
@@ -271,13 +287,7 @@ fn device_grant_login_enrolls_and_the_feed_carries_devices_revocations_and_resum
         .is_empty());
     let revision = snapshot["revision"].as_u64().expect("revision");
 
-    let (status, _) = admin(
-        &identity,
-        "POST",
-        &format!("/admin/v1/devices/{device_id}/revoke"),
-        None,
-    );
-    assert_eq!(status, 200);
+    revoke_device(&identity, &device_id);
     let removed = feed.next_change();
     assert_eq!(removed["type"], "delta");
     assert_eq!(removed["revision"].as_u64(), Some(revision + 1));
@@ -646,13 +656,7 @@ fn an_edge_keeps_its_cached_copy_while_identity_is_down_and_resumes_after() {
     let (_, public_key) = keypair();
     let (status, enrolled) = enroll(&identity, &access, &public_key);
     assert_eq!(status, 201, "{enrolled}");
-    let (status, created) = admin(
-        &identity,
-        "POST",
-        "/admin/v1/service-tokens",
-        Some(json!({"name": "edge-cache", "kind": "edge"})),
-    );
-    assert_eq!(status, 201, "{created}");
+    let created = create_edge_token(&identity, "edge-cache");
     let token_file = dir
         .write(
             "edge.token",
@@ -701,13 +705,7 @@ fn an_edge_keeps_its_cached_copy_while_identity_is_down_and_resumes_after() {
 
     identity.restart().expect("restart identity");
     let device_id = enrolled["device_id"].as_str().expect("device_id");
-    let (status, _) = admin(
-        &identity,
-        "POST",
-        &format!("/admin/v1/devices/{device_id}/revoke"),
-        None,
-    );
-    assert_eq!(status, 200);
+    revoke_device(&identity, device_id);
     edge.wait_for_log("\"kind\":\"delta\",\"devices\":0", Duration::from_secs(20))
         .expect("the revocation arrives as a delta after the edge resumes");
     assert!(
