@@ -685,6 +685,17 @@ fn an_edge_keeps_its_cached_copy_while_identity_is_down_and_resumes_after() {
         Duration::from_secs(10),
     )
     .expect("snapshot with the device");
+    // The cache is written (atomically) right after the line is printed.
+    let cached_with_key =
+        || std::fs::read_to_string(&cache).is_ok_and(|c| c.contains(public_key.as_str()));
+    assert!(
+        e2e::wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            cached_with_key
+        ),
+        "the edge caches the snapshot"
+    );
     edge.stop().expect("stop edge");
 
     identity.stop().expect("stop identity");
