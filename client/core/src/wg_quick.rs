@@ -53,6 +53,26 @@ pub struct InterfaceSection {
     pub post_down: Vec<String>,
 }
 
+impl InterfaceSection {
+    /// An interface with a key and addresses and nothing else set (no port, DNS, MTU, mark,
+    /// table or hooks).
+    pub fn new(private_key: PrivateKey, addresses: Vec<IpNet>) -> Self {
+        Self {
+            private_key,
+            addresses,
+            listen_port: None,
+            dns: Vec::new(),
+            mtu: None,
+            fwmark: None,
+            table: None,
+            pre_up: Vec::new(),
+            post_up: Vec::new(),
+            pre_down: Vec::new(),
+            post_down: Vec::new(),
+        }
+    }
+}
+
 /// One `[Peer]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSection {

@@ -1,7 +1,9 @@
-//! `gatehouse`: the Gatehouse client for desktops. Brings a WireGuard tunnel up from a wg-quick
-//! file, routes full or split, and serves the WireGuard UAPI so `wg show` works.
+//! `gatehouse`: the Gatehouse client for desktops. Signs in and enrolls the device at identity
+//! (`login`), brings a WireGuard tunnel up from a wg-quick file, routes full or split, and serves
+//! the WireGuard UAPI so `wg show` works.
 
 mod cli_up;
+mod login;
 mod uapi_client;
 
 use anyhow::{bail, Context as _};
@@ -18,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Sign in at identity, enroll this device and write its tunnel configuration.
+    Login(login::LoginArgs),
     /// Bring the tunnel up (needs CAP_NET_ADMIN). Runs in the foreground unless --background.
     Up(cli_up::UpArgs),
     /// Take a running tunnel down.
@@ -54,6 +58,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Login(args) => login::login(args),
         Command::Up(args) => cli_up::up(args),
         Command::Down { interface } => down(&interface),
         Command::Status { interface } => {

@@ -46,17 +46,8 @@ pub(crate) fn render(
     };
     let config = WgQuickConfig {
         interface: InterfaceSection {
-            private_key,
-            addresses: peer.config.allowed_ips.clone(),
-            listen_port: None,
-            dns: Vec::new(),
             mtu: Some(settings.file.mtu),
-            fwmark: None,
-            table: None,
-            pre_up: Vec::new(),
-            post_up: Vec::new(),
-            pre_down: Vec::new(),
-            post_down: Vec::new(),
+            ..InterfaceSection::new(private_key, peer.config.allowed_ips.clone())
         },
         peers: vec![PeerSection {
             public_key: settings.private_key.public_key(),
