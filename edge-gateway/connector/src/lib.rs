@@ -6,13 +6,19 @@
 //! protocol v2 from [`proxy_protocol`], local `http_status:`), and the local `/ready` and
 //! `/metrics` endpoints ([`local_http`] over [`metrics`]).
 //!
-//! What it is not: the tunnel to the edges. [`run()`] takes that as a [`Transport`] (see
-//! [`transport`] for the contract); the QUIC transport lives in `edge-gateway/tunnel`. The
-//! configuration file's format, validation and rule matching are `connector-config`'s.
+//! The tunnel to the edges is a [`Transport`] (see [`transport`] for the contract) that [`run()`]
+//! takes: [`TunnelTransport`] ([`tunnel_transport`]) drives `edge-gateway/tunnel`'s QUIC dialer
+//! with the credentials file ([`credentials`]) and forwards flow streams to origins, rewriting
+//! HTTP request heads ([`http_request`]).
+//!
+//! What it is not: the QUIC protocol and sessions (`edge-gateway/tunnel`), nor the configuration
+//! file's format, validation and rule matching (`connector-config`).
 //!
 //! What drives it: `main` builds a tokio runtime and calls [`run()`] with a transport.
 
 pub mod commands;
+pub mod credentials;
+pub mod http_request;
 pub mod lifecycle;
 pub mod live_config;
 pub mod local_http;
@@ -22,9 +28,11 @@ pub mod origin_tls;
 pub mod proxy_protocol;
 pub mod run;
 pub mod transport;
+pub mod tunnel_transport;
 
 pub use run::{run, RunOptions};
 pub use transport::{LocalOnly, Transport, TransportContext};
+pub use tunnel_transport::TunnelTransport;
 
 /// `error` and its sources joined by `": "`, like anyhow's `{:#}`.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use connector::commands::{self, Report};
-use connector::{LocalOnly, RunOptions};
+use connector::{RunOptions, TunnelTransport};
 
 #[derive(Parser)]
 #[command(
@@ -90,7 +90,10 @@ fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("failed to start the runtime")?
-        .block_on(connector::run(RunOptions::new(config_path), LocalOnly))
+        .block_on(connector::run(
+            RunOptions::new(config_path),
+            TunnelTransport,
+        ))
         .map(|_reason| ())
 }
 

@@ -1,6 +1,6 @@
 //! The seam between the connector's process (configuration, signals, local endpoints, origin
 //! dialing) and its tunnel to the edges. [`crate::run`] takes a [`Transport`] and hands it a
-//! [`TransportContext`]; the QUIC transport (`edge-gateway/tunnel`) implements it.
+//! [`TransportContext`]; [`crate::TunnelTransport`] (QUIC, on `edge-gateway/tunnel`) implements it.
 //!
 //! A transport's contract:
 //! - It runs until [`DrainSignal::requested`] completes, then stops taking new streams, lets

@@ -1,4 +1,5 @@
-//! `gatehouse-connector run` as a process: SIGHUP reloads, SIGTERM drains and exits 0.
+//! `gatehouse-connector run` as a process: SIGHUP reloads, SIGTERM drains and exits 0. The
+//! configured edge does not answer, so the transport keeps re-dialing meanwhile.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead as _, BufReader};
@@ -6,8 +7,14 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const CONFIG: &str =
-    "metrics: 127.0.0.1:0\ngrace-period: 5s\ningress:\n  - service: http_status:404\n";
+fn config(dir: &std::path::Path) -> String {
+    format!(
+        "metrics: 127.0.0.1:0\ngrace-period: 5s\ncredentials-file: {dir}/credentials.json\n\
+         edge-ca-file: {dir}/edge-ca.pem\nedges: [\"127.0.0.1:9\"]\n\
+         ingress:\n  - service: http_status:404\n",
+        dir = dir.display()
+    )
+}
 
 fn kill(pid: u32, signal: &str) {
     let status = Command::new("kill")
@@ -33,7 +40,14 @@ fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
 fn sighup_reloads_and_sigterm_drains() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yml");
-    std::fs::write(&path, CONFIG).unwrap();
+    std::fs::write(&path, config(dir.path())).unwrap();
+    let ca = tunnel::ca::DeploymentCa::generate().unwrap();
+    std::fs::write(dir.path().join("edge-ca.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(
+        dir.path().join("credentials.json"),
+        r#"{"TunnelID":"t1","ConnectorID":"c1","Credential":"eyJ.e30.sig"}"#,
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse-connector"))
         .arg("--config")
         .arg(&path)
