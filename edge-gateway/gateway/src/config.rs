@@ -24,6 +24,16 @@
 //! url = "http://127.0.0.1:8080"       # identity's base URL
 //! token_file = "edge.token"           # the edge's service token (kind edge)
 //! cache = "feed-cache.json"           # default: feed-cache.json beside this file
+//!
+//! [connectors]                        # optional: accept connectors (QUIC) and route to them
+//! listen = "0.0.0.0:7844"             # UDP; default [::]:7844
+//! cert_file = "edge.pem"              # edge certificate (chain) from the deployment CA
+//! key_file = "edge.key"               # its private key (PKCS#8, SEC1 or PKCS#1 PEM)
+//! issuer = "https://id.example.com"   # identity's public_url: the `iss` of connector credentials
+//! jwks_file = "connector-keys.json"   # optional static JWKS; with [identity] the feed's
+//!                                     # signing keys are trusted as well
+//! tproxy_port = 7845                  # transparent TCP listener (TPROXY), default 7845
+//! name = "fra1"                       # the edge's name sent to connectors, default "edge"
 //! ```
 
 use anyhow::{bail, Context as _};
@@ -58,6 +68,42 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     policy: Vec<RuleEntry>,
     pub(crate) identity: Option<IdentityEntry>,
+    pub(crate) connectors: Option<ConnectorsEntry>,
+}
+
+/// The `[connectors]` section: the QUIC listener for connectors and the TPROXY path to them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConnectorsEntry {
+    /// UDP address of the QUIC listener; default `[::]:7844`.
+    #[serde(default = "default_connector_listen")]
+    pub(crate) listen: SocketAddr,
+    /// PEM certificate chain, leaf first, signed by the deployment CA.
+    pub(crate) cert_file: PathBuf,
+    /// PEM private key of the certificate.
+    pub(crate) key_file: PathBuf,
+    /// The `iss` connector credentials must carry (identity's public URL).
+    pub(crate) issuer: String,
+    /// Optional static JWKS (file) of keys that sign connector credentials.
+    pub(crate) jwks_file: Option<PathBuf>,
+    /// TCP port of the transparent listener that TPROXY hands flows to; default 7845.
+    #[serde(default = "default_tproxy_port")]
+    pub(crate) tproxy_port: u16,
+    /// The edge's name, sent to connectors in `Registered`; default "edge".
+    #[serde(default = "default_edge_name")]
+    pub(crate) name: String,
+}
+
+/// `[connectors]`, with its files read.
+pub(crate) struct ConnectorSettings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+    pub(crate) issuer: String,
+    /// The static keys (empty without `jwks_file`).
+    pub(crate) jwks: identity_claims::Jwks,
+    pub(crate) tproxy_port: u16,
+    pub(crate) name: String,
 }
 
 /// The `[identity]` section: where the config feed comes from.
@@ -100,6 +146,19 @@ pub(crate) struct EdgeSettings {
     pub(crate) peers: Vec<EdgePeer>,
     pub(crate) policy: RulePolicy,
     pub(crate) feed: Option<crate::identity_feed::FeedSource>,
+    pub(crate) connectors: Option<ConnectorSettings>,
+}
+
+fn default_connector_listen() -> SocketAddr {
+    SocketAddr::from(([0u16; 8], 7844))
+}
+
+fn default_tproxy_port() -> u16 {
+    7845
+}
+
+fn default_edge_name() -> String {
+    "edge".to_string()
 }
 
 fn default_listen() -> SocketAddr {
@@ -200,12 +259,46 @@ pub(crate) fn parse(text: &str, base: &Path) -> anyhow::Result<EdgeSettings> {
             })
         }
     };
+    let connectors = file
+        .connectors
+        .as_ref()
+        .map(|entry| connector_settings(entry, base))
+        .transpose()
+        .context("[connectors]")?;
     Ok(EdgeSettings {
         file,
         private_key,
         peers,
         policy: RulePolicy { rules },
         feed,
+        connectors,
+    })
+}
+
+fn connector_settings(entry: &ConnectorsEntry, base: &Path) -> anyhow::Result<ConnectorSettings> {
+    let read = |p: &Path, what: &str| {
+        let path = base.join(p);
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("{what}: failed to read {}", path.display()))
+    };
+    if entry.issuer.is_empty() {
+        bail!("issuer must not be empty");
+    }
+    if entry.tproxy_port == 0 {
+        bail!("tproxy_port must not be 0");
+    }
+    let jwks = match &entry.jwks_file {
+        None => identity_claims::Jwks::default(),
+        Some(p) => serde_json::from_str(&read(p, "jwks_file")?).context("jwks_file")?,
+    };
+    Ok(ConnectorSettings {
+        listen: entry.listen,
+        cert_pem: read(&entry.cert_file, "cert_file")?,
+        key_pem: read(&entry.key_file, "key_file")?,
+        issuer: entry.issuer.clone(),
+        jwks,
+        tproxy_port: entry.tproxy_port,
+        name: entry.name.clone(),
     })
 }
 
@@ -306,5 +399,28 @@ ports = "80"
             peer_key(4)
         );
         assert!(err(&twice).contains("listed twice"));
+    }
+
+    #[test]
+    fn a_connectors_section_reads_its_files_and_rejects_unknown_fields() {
+        let dir = std::env::temp_dir().join(format!("gh-edge-conn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("edge.pem"), "CERT").expect("write");
+        std::fs::write(dir.join("edge.key"), "KEY").expect("write");
+        std::fs::write(dir.join("keys.json"), r#"{"keys":[]}"#).expect("write");
+        let text = format!(
+            "private_key = \"{KEY}\"\n[connectors]\ncert_file = \"edge.pem\"\nkey_file = \"edge.key\"\n\
+             issuer = \"https://id.test\"\njwks_file = \"keys.json\"\n"
+        );
+        let settings = parse(&text, &dir).expect("valid");
+        let connectors = settings.connectors.expect("connectors");
+        assert_eq!(connectors.listen, default_connector_listen());
+        assert_eq!(connectors.tproxy_port, 7845);
+        assert_eq!(connectors.cert_pem, "CERT");
+        assert_eq!(connectors.issuer, "https://id.test");
+        let unknown = format!("{text}tproxy = 1\n");
+        let err = format!("{:#}", parse(&unknown, &dir).err().expect("error"));
+        assert!(err.contains("tproxy"), "{err}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -1,10 +1,13 @@
 //! `gatehouse-edge`: a Gatehouse point of presence. Terminates WireGuard for many peers, decides
 //! every new flow with the policy, and forwards allowed traffic through a TUN device.
 
+mod ca_init;
 mod client_config;
 mod config;
+mod connectors;
 mod identity_feed;
 mod run;
+mod tproxy;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -60,10 +63,32 @@ enum Command {
         #[arg(long, default_value = "feed-cache.json")]
         cache: PathBuf,
     },
+    /// The deployment CA connectors trust, and edge certificates signed by it.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Print a new private key (base64), like `wg genkey`.
     Genkey,
     /// Read a private key on stdin and print its public key, like `wg pubkey`.
     Pubkey,
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Write a new CA (ca.pem, ca.key) and an edge certificate (edge.pem, edge.key) into DIR;
+    /// keys get mode 0600 and no existing file is overwritten.
+    Init {
+        /// The directory to write to (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// A DNS name the edge certificate is valid for (repeatable).
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// An IP address the edge certificate is valid for (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -130,6 +155,16 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .context("failed to start the runtime")?
                 .block_on(print_feed(source))
+        }
+        Command::Ca {
+            command: CaCommand::Init { dir, names, ips },
+        } => {
+            let written = ca_init::init(&dir, &names, &ips)?;
+            let mut text = String::new();
+            for file in &written.files {
+                text.push_str(&format!("wrote {}\n", file.display()));
+            }
+            wg_driver::process::write_stdout(&text)
         }
         Command::Genkey => wg_driver::process::genkey(),
         Command::Pubkey => wg_driver::process::pubkey(),

@@ -51,19 +51,41 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         "edge up"
     );
 
-    if let Some(source) = settings.feed.clone() {
-        let replica = crate::identity_feed::load_cache(&source.cache)?;
-        tracing::info!(
-            revision = replica.revision().0,
-            "identity feed: cached copy loaded"
-        );
-        tokio::spawn(crate::identity_feed::follow(source, replica, |update| {
-            tracing::debug!(
-                revision = update.replica.revision().0,
-                kind = crate::identity_feed::applied_kind(&update.applied),
-                "identity feed applied"
+    let replica = match &settings.feed {
+        Some(source) => {
+            let replica = crate::identity_feed::load_cache(&source.cache)?;
+            tracing::info!(
+                revision = replica.revision().0,
+                "identity feed: cached copy loaded"
             );
-        }));
+            Some(replica)
+        }
+        None => None,
+    };
+    let connectors = match &settings.connectors {
+        Some(connector_settings) => Some(crate::connectors::Connectors::start(
+            connector_settings,
+            &file.interface,
+            replica.as_ref().map(|r| r.signing_keys()),
+        )?),
+        None => None,
+    };
+    if let (Some(source), Some(replica)) = (settings.feed.clone(), replica) {
+        let keys = connectors.as_ref().map(crate::connectors::Connectors::keys);
+        tokio::spawn(crate::identity_feed::follow(
+            source,
+            replica,
+            move |update| {
+                tracing::debug!(
+                    revision = update.replica.revision().0,
+                    kind = crate::identity_feed::applied_kind(&update.applied),
+                    "identity feed applied"
+                );
+                if let Some(keys) = &keys {
+                    keys.set_feed_keys(update.replica.signing_keys());
+                }
+            },
+        ));
     }
 
     let mut core = EdgeDriver { edge };
@@ -75,7 +97,11 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         wg_driver::process::shutdown_signal()?,
     )
     .await
-    .context("the UDP socket failed")?;
+    .context("the UDP socket failed");
+    if let Some(connectors) = connectors {
+        connectors.shutdown().await;
+    }
+    let stats = stats?;
     tracing::info!(
         to_tun = stats.to_tun,
         to_network = stats.to_network,

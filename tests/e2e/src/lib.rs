@@ -20,6 +20,7 @@
 //! `cargo build --release --bins`.
 
 pub mod browser;
+pub mod connector;
 pub mod gatehouse;
 pub mod identity;
 mod netns;
