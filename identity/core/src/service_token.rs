@@ -183,7 +183,7 @@ mod tests {
             "ghst_".into(),
             good.replacen("ghst_", "ghsx_", 1),
             format!("ghst__{secret}"),
-            format!("ghst_a_b_{secret}"),
+            format!("ghst_a.b_{secret}"),
             format!("ghst_a{secret}"),
             good[..good.len() - 1].to_owned(),
             format!("{good}A"),
