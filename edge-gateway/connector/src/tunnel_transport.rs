@@ -22,7 +22,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use connector_config::{Config, Rule, Service};
@@ -32,12 +32,12 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn, Instrument as _};
-use tunnel::backoff::{backoff_delay, BACKOFF_BASE, BACKOFF_CAP, BACKOFF_RESET_AFTER};
+use tunnel::backoff::{backoff_delay, BACKOFF_BASE, BACKOFF_CAP};
 use tunnel::connector::{
-    accept_stream, refuse_stream, DialError, Dialer, DialerConfig, IncomingStream, Session,
-    StreamHandler,
+    accept_stream, refuse_stream, run_sessions, shutdown_requested, DialError, Dialer,
+    DialerConfig, IncomingStream, Session, SessionEnd, StreamHandler,
 };
-use tunnel_proto::{Credential, Destination, Protocol, RefuseCode, RejectCode, Route};
+use tunnel_proto::{Credential, Destination, Protocol, RefuseCode, Route};
 
 use crate::credentials::{self, CredentialSource, Credentials};
 use crate::http_request::{self, parse_head, HeadError, MAX_REQUEST_HEAD};
@@ -221,8 +221,8 @@ pub fn wire_routes(config: &Config) -> Vec<Route> {
         .collect()
 }
 
-/// The registered sessions by slot, and a generation bumped on every route change so a session
-/// that registered while routes changed re-announces them.
+/// The registered sessions by slot, and the routes of the latest reload (re-announced to every
+/// session that registers after one).
 #[derive(Default)]
 struct LiveSessions {
     inner: Mutex<LiveInner>,
@@ -231,7 +231,6 @@ struct LiveSessions {
 #[derive(Default)]
 struct LiveInner {
     sessions: BTreeMap<usize, Arc<Session>>,
-    generation: u64,
     routes: Option<Vec<Route>>,
 }
 
@@ -252,70 +251,53 @@ struct Slot {
     config: LiveConfig,
 }
 
-/// Keeps the slot's connection registered until `stop` turns true, then drains it. Like
-/// [`tunnel::connector::run_connection_forever`], which does not hand out its session: this one
-/// must announce routes on it, count it and drain it with the grace period in force.
+/// Keeps the slot's connection registered until `stop` turns true, then drains it with the
+/// grace period in force: [`tunnel::connector::run_sessions`], serving each session by
+/// counting it for `/ready`, listing it for route announcements and, when a reload happened
+/// since the connector started, re-announcing the current routes (a reload during the dial may
+/// have missed it; an extra `UpdateRoutes` is harmless).
 ///
 /// # Errors
 /// The edge rejected the registration as `revoked`.
-async fn keep_connected(slot: Slot, mut stop: watch::Receiver<bool>) -> Result<(), DialError> {
-    let mut rng = StdRng::from_entropy();
-    let mut attempt = 0u32;
-    loop {
-        let started = Instant::now();
-        let generation = slot.live.lock().generation;
-        let session = tokio::select! {
-            session = slot.dialer.connect(Arc::clone(&slot.handler)) => session,
-            () = stop_requested(&mut stop) => return Ok(()),
-        };
-        match session {
-            Ok(session) => {
+async fn keep_connected(slot: Slot, stop: watch::Receiver<bool>) -> Result<(), DialError> {
+    let result = run_sessions(
+        &slot.dialer,
+        Arc::clone(&slot.handler),
+        stop,
+        |session, mut stop| {
+            let slot = &slot;
+            async move {
                 let session = Arc::new(session);
                 let _registered = slot.metrics.connection_registered();
-                let missed_routes = {
+                let routes = {
                     let mut live = slot.live.lock();
                     live.sessions.insert(slot.index, Arc::clone(&session));
-                    (live.generation != generation)
-                        .then(|| live.routes.clone())
-                        .flatten()
+                    live.routes.clone()
                 };
-                if let Some(routes) = missed_routes {
+                if let Some(routes) = routes {
                     let _ = session.update_routes(routes).await;
                 }
                 let ended = tokio::select! {
                     e = session.closed() => Some(e),
-                    () = stop_requested(&mut stop) => None,
+                    () = shutdown_requested(&mut stop) => None,
                 };
                 slot.live.lock().sessions.remove(&slot.index);
-                let Some(error) = ended else {
-                    let grace = slot.config.current().grace_period;
-                    let _ = session.drain(grace).await;
-                    return Ok(());
-                };
-                info!(error = %error, "connection to edge ended");
-                if started.elapsed() >= BACKOFF_RESET_AFTER {
-                    attempt = 0;
+                match ended {
+                    Some(e) => SessionEnd::Closed(e),
+                    None => {
+                        let grace = slot.config.current().grace_period;
+                        let _ = session.drain(grace).await;
+                        SessionEnd::Shutdown
+                    }
                 }
             }
-            Err(DialError::Rejected { code, message }) if code == RejectCode::REVOKED => {
-                error!(%code, "the edge says this connector is revoked");
-                return Err(DialError::Rejected { code, message });
-            }
-            Err(e) => warn!(error = %crate::error_chain(&e), attempt, "failed to connect to edge"),
-        }
-        let delay = backoff_delay(attempt, BACKOFF_BASE, BACKOFF_CAP, &mut rng);
-        attempt = attempt.saturating_add(1);
-        debug!(?delay, "re-dialing after backoff");
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = stop_requested(&mut stop) => return Ok(()),
-        }
+        },
+    )
+    .await;
+    if let Err(DialError::Rejected { code, .. }) = &result {
+        error!(%code, "the edge says this connector is revoked");
     }
-}
-
-async fn stop_requested(stop: &mut watch::Receiver<bool>) {
-    // A dropped sender also means stop.
-    let _ = stop.wait_for(|stop| *stop).await;
+    result
 }
 
 /// After each reload: the new routes for the next `Register` of every dialer, and
@@ -332,7 +314,6 @@ async fn announce_routes(
             for dialer in &dialers {
                 dialer.set_routes(routes.clone());
             }
-            inner.generation += 1;
             inner.routes = Some(routes.clone());
             inner.sessions.values().cloned().collect()
         };

@@ -582,18 +582,61 @@ async fn serve_stream(
     inner.in_flight.send_modify(|n| *n = n.saturating_sub(1));
 }
 
-/// Keeps one registered connection to `dialer`'s edge until `shutdown` turns true (or its
-/// sender is dropped): dials, serves, and after any failure waits [`backoff_delay`] (base
-/// [`BACKOFF_BASE`], cap [`BACKOFF_CAP`]; back to the first step after a connection that lasted
-/// [`BACKOFF_RESET_AFTER`]). On shutdown a live session drains for the configured grace.
+/// How a session handed to [`run_sessions`]'s `serve` ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The connection ended; the loop re-dials after a backoff.
+    Closed(quinn::ConnectionError),
+    /// Shutdown was requested (and the session drained); the loop returns.
+    Shutdown,
+}
+
+/// Keeps one connection to the edge registered until `shutdown` turns true (a dropped sender
+/// counts too), draining it then: [`run_sessions`] with a `serve` that waits for the session
+/// to end and drains it with the dialer's grace period.
 ///
 /// # Errors
-/// The edge rejected the registration as `revoked`: re-dialing cannot help.
+/// Only when the edge rejects the registration as `revoked`: re-dialing cannot help.
 pub async fn run_connection_forever(
     dialer: &Dialer,
     handler: Arc<dyn StreamHandler>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), DialError> {
+    let grace = dialer.config.drain_grace;
+    run_sessions(
+        dialer,
+        handler,
+        shutdown,
+        |session, mut shutdown| async move {
+            tokio::select! {
+                e = session.closed() => SessionEnd::Closed(e),
+                () = shutdown_requested(&mut shutdown) => {
+                    let _ = session.drain(grace).await;
+                    SessionEnd::Shutdown
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// The reconnect loop: dials, hands each registered session to `serve` (which returns when the
+/// session ended or, after draining it, when shutdown was requested), and re-dials with
+/// full-jitter exponential backoff (base [`BACKOFF_BASE`], cap [`BACKOFF_CAP`], reset after a
+/// session that stayed up [`BACKOFF_RESET_AFTER`]).
+///
+/// # Errors
+/// Only when the edge rejects the registration as `revoked`: re-dialing cannot help.
+pub async fn run_sessions<F, Fut>(
+    dialer: &Dialer,
+    handler: Arc<dyn StreamHandler>,
+    mut shutdown: watch::Receiver<bool>,
+    mut serve: F,
+) -> Result<(), DialError>
+where
+    F: FnMut(Session, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = SessionEnd>,
+{
     let mut rng = StdRng::from_entropy();
     let mut attempt = 0u32;
     loop {
@@ -604,12 +647,9 @@ pub async fn run_connection_forever(
         };
         match session {
             Ok(session) => {
-                tokio::select! {
-                    e = session.closed() => info!(error = %e, "connection to edge ended"),
-                    () = shutdown_requested(&mut shutdown) => {
-                        let _ = session.drain(dialer.config.drain_grace).await;
-                        return Ok(());
-                    }
+                match serve(session, shutdown.clone()).await {
+                    SessionEnd::Shutdown => return Ok(()),
+                    SessionEnd::Closed(e) => info!(error = %e, "connection to edge ended"),
                 }
                 if started.elapsed() >= BACKOFF_RESET_AFTER {
                     attempt = 0;
@@ -630,7 +670,8 @@ pub async fn run_connection_forever(
     }
 }
 
-async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+/// Waits until shutdown is requested (or its sender is gone).
+pub async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
     // A dropped sender also means shut down.
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
