@@ -101,7 +101,7 @@ pub(crate) fn create_service_token(
 ) -> anyhow::Result<ServiceTokenSecret> {
     let id = ServiceTokenId::from_random(crate::flows::random_bytes());
     let secret = ServiceTokenSecret::generate(id.as_str(), &crate::flows::random_bytes())?;
-    let now = identity_store::UnixTime(i64::try_from(crate::flows::unix_now()).unwrap_or(0));
+    let now = crate::keys::to_store_time(crate::flows::unix_now());
     store.create_service_token(
         &NewServiceToken {
             id,

@@ -120,7 +120,7 @@ async fn enroll(
     let pool = AddressPool::new(state.config().addresses.ipv4, state.config().addresses.ipv6)
         .map_err(|e| ApiError::internal(format!("address pools: {e}")))?;
     let now = crate::flows::unix_now();
-    let at = identity_store::UnixTime(i64::try_from(now).unwrap_or(i64::MAX));
+    let at = crate::keys::to_store_time(now);
     let user_id = UserId::new(session.common.sub.clone());
     // The device gets its own session, as long-lived as its token and revocable on its own; it
     // carries the login facts of the CLI session it was enrolled with.
@@ -132,7 +132,7 @@ async fn enroll(
         device_id: None,
         idp: session.user.idp.clone(),
         login_method: session.user.login_method.clone(),
-        auth_time: identity_store::UnixTime(i64::try_from(session.user.auth_time.0).unwrap_or(0)),
+        auth_time: crate::keys::to_store_time(session.user.auth_time.0),
         expires_at: identity_store::UnixTime(at.0.saturating_add(lifetime)),
     };
     let (device, created) = state
@@ -261,7 +261,7 @@ async fn profile(
     DeviceAuth(device): DeviceAuth,
 ) -> Result<Json<Profile>, ApiError> {
     let id = DeviceId::new(device.device_id.clone());
-    let now = identity_store::UnixTime(i64::try_from(crate::flows::unix_now()).unwrap_or(0));
+    let now = crate::keys::to_store_time(crate::flows::unix_now());
     let row = state
         .db(move |store| {
             Ok(store.write(|w| {

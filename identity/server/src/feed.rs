@@ -152,7 +152,7 @@ fn start(
 
 /// A snapshot of everything, as one message.
 fn snapshot(store: &Store, now: u64) -> Result<(feed::Revision, Vec<FeedMessage>), StoreError> {
-    let at = identity_store::UnixTime(i64::try_from(now).unwrap_or(i64::MAX));
+    let at = crate::keys::to_store_time(now);
     let s = store.snapshot(at)?;
     let revision = feed::Revision(s.revision.0);
     let state = FeedState {
@@ -273,8 +273,27 @@ fn delta(r: &ReadTx<'_>, entry: &RevisionEntry) -> Result<Option<Change>, StoreE
     })
 }
 
+/// How and when the user behind a device record last authenticated (its newest live session).
+pub(crate) fn login_facts(rec: &DeviceRecord) -> (String, identity_claims::UnixTime) {
+    rec.session.as_ref().map_or_else(
+        || (String::new(), identity_claims::UnixTime(0)),
+        |s| (s.login_method.clone(), to_claims_time(s.auth_time)),
+    )
+}
+
+/// A stored posture as the token and feed types carry it.
+pub(crate) fn claims_posture(p: &identity_store::Posture) -> identity_claims::Posture {
+    identity_claims::Posture {
+        os: p.os.clone(),
+        os_version: p.os_version.clone(),
+        hostname: p.hostname.clone(),
+        client_version: p.client_version.clone(),
+    }
+}
+
 fn device(rec: &DeviceRecord) -> feed::Device {
     let d = &rec.device;
+    let (login_method, auth_time) = login_facts(rec);
     feed::Device {
         device_id: d.id.as_str().to_owned(),
         public_key: d.public_key.clone(),
@@ -285,24 +304,10 @@ fn device(rec: &DeviceRecord) -> feed::Device {
             groups: rec.groups.clone(),
             idp: rec.user.idp.clone(),
         },
-        posture: identity_claims::Posture {
-            os: d.posture.os.clone(),
-            os_version: d.posture.os_version.clone(),
-            hostname: d.posture.hostname.clone(),
-            client_version: d.posture.client_version.clone(),
-        },
+        posture: claims_posture(&d.posture),
         enrolled_at: to_claims_time(d.created_at),
-        login_method: rec
-            .session
-            .as_ref()
-            .map(|s| s.login_method.clone())
-            .unwrap_or_default(),
-        auth_time: rec
-            .session
-            .as_ref()
-            .map_or(identity_claims::UnixTime(0), |s| {
-                to_claims_time(s.auth_time)
-            }),
+        login_method,
+        auth_time,
     }
 }
 

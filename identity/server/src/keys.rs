@@ -27,7 +27,7 @@ pub(crate) fn reconcile(
     policy: RotationPolicy,
     now: u64,
 ) -> Result<(Keys, bool), StoreError> {
-    let at = StoreTime(i64::try_from(now).unwrap_or(i64::MAX));
+    let at = to_store_time(now);
     store.write(|w| {
         let mut changed = false;
         let mut plan = policy.plan(&key_infos(&w.signing_keys()?), identity_claims::UnixTime(now));
@@ -104,6 +104,11 @@ fn key_infos(keys: &[identity_store::SigningKey]) -> Vec<KeyInfo> {
 /// Store times are signed (SQLite integers); claim times are unsigned.
 pub(crate) fn to_claims_time(t: StoreTime) -> identity_claims::UnixTime {
     identity_claims::UnixTime(u64::try_from(t.0).unwrap_or(0))
+}
+
+/// Unix seconds as a store time (saturating; no real clock reaches `i64::MAX`).
+pub(crate) fn to_store_time(secs: u64) -> StoreTime {
+    StoreTime(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -371,7 +371,7 @@ async fn issue_cli_session(
     now: u64,
 ) -> Result<(String, u64), ApiError> {
     let lifetime = state.config().tokens.session.as_secs();
-    let at = identity_store::UnixTime(i64::try_from(now).unwrap_or(i64::MAX));
+    let at = crate::keys::to_store_time(now);
     let user_id = UserId::new(browser.common.sub.clone());
     let sid = SessionId::from_random(crate::flows::random_bytes());
     let session = NewSession {
@@ -380,7 +380,7 @@ async fn issue_cli_session(
         device_id: None,
         idp: browser.user.idp.clone(),
         login_method: browser.user.login_method.clone(),
-        auth_time: identity_store::UnixTime(i64::try_from(browser.user.auth_time.0).unwrap_or(0)),
+        auth_time: crate::keys::to_store_time(browser.user.auth_time.0),
         expires_at: identity_store::UnixTime(
             at.0.saturating_add(i64::try_from(lifetime).unwrap_or(0)),
         ),

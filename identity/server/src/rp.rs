@@ -333,7 +333,7 @@ async fn complete_login(
 ) -> Result<String, ApiError> {
     let idp = provider.id.clone();
     let lifetime = state.config().tokens.browser_session.as_secs();
-    let at = identity_store::UnixTime(i64::try_from(now).unwrap_or(i64::MAX));
+    let at = crate::keys::to_store_time(now);
     let auth_time = verified.auth_time.unwrap_or(at.0);
     let (user, groups, sid) = state
         .db({
@@ -417,7 +417,7 @@ async fn complete_login(
 }
 
 async fn audit_failure(state: &AppState, provider_id: &str, e: &ApiError) {
-    let at = identity_store::UnixTime(i64::try_from(crate::flows::unix_now()).unwrap_or(0));
+    let at = crate::keys::to_store_time(crate::flows::unix_now());
     let event = NewAuditEvent {
         at,
         actor: String::new(),

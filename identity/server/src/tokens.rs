@@ -11,14 +11,13 @@
 
 use crate::auth::{common_claims, ConnectorAuth, EdgeAuth};
 use crate::error::ApiError;
-use crate::keys::to_claims_time;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use identity_claims::{AppAssertion, ConnectorCredential, Posture, UnixTime, UserFacts};
+use identity_claims::{AppAssertion, ConnectorCredential, UserFacts};
 use identity_store::DeviceId;
 use serde::Deserialize;
 
@@ -63,7 +62,7 @@ async fn assertion(
         .filter(|r| r.device.revoked_at.is_none() && !r.user.disabled)
         .ok_or_else(|| ApiError::not_found("no such enrolled device"))?;
     let now = crate::flows::unix_now();
-    let session = record.session.as_ref();
+    let (login_method, auth_time) = crate::feed::login_facts(&record);
     let claims = AppAssertion {
         common: common_claims(
             &state,
@@ -76,16 +75,11 @@ async fn assertion(
             email: record.user.email.clone().unwrap_or_default(),
             groups: record.groups.clone(),
             idp: record.user.idp.clone(),
-            login_method: session.map(|s| s.login_method.clone()).unwrap_or_default(),
-            auth_time: session.map_or(UnixTime(0), |s| to_claims_time(s.auth_time)),
+            login_method,
+            auth_time,
         },
         device_id: Some(record.device.id.as_str().to_owned()),
-        posture: Some(Posture {
-            os: record.device.posture.os.clone(),
-            os_version: record.device.posture.os_version.clone(),
-            hostname: record.device.posture.hostname.clone(),
-            client_version: record.device.posture.client_version.clone(),
-        }),
+        posture: Some(crate::feed::claims_posture(&record.device.posture)),
     };
     let token = identity_claims::sign(&claims, &state.keys().signing);
     Ok(token_response(token, ASSERTION_LIFETIME_SECS))

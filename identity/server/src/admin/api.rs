@@ -152,7 +152,7 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 
 /// The store's time type, now.
 pub(super) fn now() -> UnixTime {
-    UnixTime(i64::try_from(crate::flows::unix_now()).unwrap_or(i64::MAX))
+    crate::keys::to_store_time(crate::flows::unix_now())
 }
 
 /// What an audited mutation tells [`audited`]: its answer, and the audit detail when it
