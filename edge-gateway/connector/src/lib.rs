@@ -9,7 +9,7 @@
 //! The tunnel to the edges is a [`Transport`] (see [`transport`] for the contract) that [`run()`]
 //! takes: [`TunnelTransport`] ([`tunnel_transport`]) drives `edge-gateway/tunnel`'s QUIC dialer
 //! with the credentials file ([`credentials`]) and forwards flow streams to origins, rewriting
-//! HTTP request heads ([`http_request`]).
+//! HTTP request heads ([`http_request`]), and UDP flows to `private-routes` ([`udp_origin`]).
 //!
 //! What it is not: the QUIC protocol and sessions (`edge-gateway/tunnel`), nor the configuration
 //! file's format, validation and rule matching (`connector-config`).
@@ -29,6 +29,7 @@ pub mod proxy_protocol;
 pub mod run;
 pub mod transport;
 pub mod tunnel_transport;
+pub mod udp_origin;
 
 pub use run::{run, RunOptions};
 pub use transport::{LocalOnly, Transport, TransportContext};

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tunnel::udp::UdpCounters;
+
 /// Every series `/metrics` exposes. Cheap to share: put it in an `Arc`.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -13,6 +15,14 @@ pub struct Metrics {
     active_streams: AtomicU64,
     config_reloads: AtomicU64,
     config_reload_errors: AtomicU64,
+    active_udp_flows: AtomicU64,
+    udp_flows: AtomicU64,
+    udp_flows_refused: AtomicU64,
+    udp_to_origin: AtomicU64,
+    udp_from_origin: AtomicU64,
+    udp_origin_errors: AtomicU64,
+    /// The tunnel's own UDP counters (drops, expiry), shared by every edge connection.
+    udp_tunnel: Arc<UdpCounters>,
     /// Per rule number (1-based, as `ingress rule` prints it).
     rules: Mutex<BTreeMap<usize, Arc<RuleCounters>>>,
 }
@@ -79,6 +89,44 @@ impl Metrics {
         StreamGuard(Arc::clone(self))
     }
 
+    /// The counters every edge connection's UDP flow table counts in (give them to the
+    /// dialers).
+    pub fn udp_tunnel(&self) -> Arc<UdpCounters> {
+        Arc::clone(&self.udp_tunnel)
+    }
+
+    /// Counts one UDP flow served toward an origin, open until the guard is dropped.
+    pub fn udp_flow_opened(self: &Arc<Self>) -> UdpFlowGuard {
+        self.udp_flows.fetch_add(1, Ordering::Relaxed);
+        self.active_udp_flows.fetch_add(1, Ordering::Relaxed);
+        UdpFlowGuard(Arc::clone(self))
+    }
+
+    /// Counts one UDP flow not served: no private route covers it, or no socket toward it.
+    pub fn record_udp_flow_refused(&self) {
+        self.udp_flows_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one datagram relayed to (`true`) or from an origin.
+    pub fn record_udp_datagram(&self, to_origin: bool) {
+        let counter = if to_origin {
+            &self.udp_to_origin
+        } else {
+            &self.udp_from_origin
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one failed send to or receive from an origin's UDP socket (ICMP unreachable).
+    pub fn record_udp_origin_error(&self) {
+        self.udp_origin_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// UDP flows toward origins open now.
+    pub fn active_udp_flows(&self) -> u64 {
+        self.active_udp_flows.load(Ordering::Relaxed)
+    }
+
     /// Counts one configuration reload, valid (applied) or not (ignored).
     pub fn record_config_reload(&self, applied: bool) {
         let counter = if applied {
@@ -135,6 +183,7 @@ impl Metrics {
             "Configuration reloads rejected as invalid (the previous rules stay).",
             self.config_reload_errors(),
         );
+        self.render_udp(&mut out);
         let rules: Vec<(usize, u64, u64)> = {
             let rules = self
                 .rules
@@ -170,6 +219,86 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+impl Metrics {
+    fn render_udp(&self, out: &mut String) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        gauge(
+            out,
+            "gatehouse_connector_active_udp_flows",
+            "UDP flows between an edge and an origin open right now.",
+            self.active_udp_flows(),
+        );
+        counter(
+            out,
+            "gatehouse_connector_udp_flows_total",
+            "UDP flows served toward an origin.",
+            get(&self.udp_flows),
+        );
+        counter(
+            out,
+            "gatehouse_connector_udp_flows_refused_total",
+            "UDP flows not served: no private route, a full or draining connection, no socket.",
+            get(&self.udp_flows_refused) + self.udp_tunnel.snapshot().flows_refused,
+        );
+        counter(
+            out,
+            "gatehouse_connector_udp_flows_expired_total",
+            "UDP flows forgotten after their idle timeout.",
+            self.udp_tunnel.snapshot().flows_expired,
+        );
+        header(
+            out,
+            "gatehouse_connector_udp_datagrams_total",
+            "UDP datagrams relayed, by direction.",
+            "counter",
+        );
+        for (direction, value) in [
+            ("to_origin", get(&self.udp_to_origin)),
+            ("from_origin", get(&self.udp_from_origin)),
+        ] {
+            let _ = writeln!(
+                out,
+                "gatehouse_connector_udp_datagrams_total{{direction=\"{direction}\"}} {value}"
+            );
+        }
+        counter(
+            out,
+            "gatehouse_connector_udp_origin_errors_total",
+            "Failed sends to or receives from an origin's UDP socket.",
+            get(&self.udp_origin_errors),
+        );
+        let tunnel = self.udp_tunnel.snapshot();
+        header(
+            out,
+            "gatehouse_connector_udp_dropped_total",
+            "UDP datagrams dropped in the tunnel, by reason.",
+            "counter",
+        );
+        for (reason, value) in [
+            ("oversize", tunnel.dropped_oversize),
+            ("queue_full", tunnel.dropped_queue_full),
+            ("unknown_flow", tunnel.dropped_unknown_flow),
+            ("malformed", tunnel.dropped_malformed),
+            ("send_failed", tunnel.dropped_send_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "gatehouse_connector_udp_dropped_total{{reason=\"{reason}\"}} {value}"
+            );
+        }
+    }
+}
+
+/// Holds one UDP flow in [`Metrics::active_udp_flows`].
+#[derive(Debug)]
+pub struct UdpFlowGuard(Arc<Metrics>);
+
+impl Drop for UdpFlowGuard {
+    fn drop(&mut self) {
+        self.0.active_udp_flows.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -223,6 +352,32 @@ mod tests {
     }
 
     #[test]
+    fn udp_flows_and_datagrams_are_counted() {
+        let metrics = Arc::new(Metrics::new());
+        let flow = metrics.udp_flow_opened();
+        metrics.record_udp_datagram(true);
+        metrics.record_udp_datagram(true);
+        metrics.record_udp_datagram(false);
+        metrics.record_udp_flow_refused();
+        assert_eq!(metrics.active_udp_flows(), 1);
+        drop(flow);
+        let text = metrics.render();
+        for line in [
+            "gatehouse_connector_active_udp_flows 0",
+            "gatehouse_connector_udp_flows_total 1",
+            "gatehouse_connector_udp_flows_refused_total 1",
+            "gatehouse_connector_udp_datagrams_total{direction=\"to_origin\"} 2",
+            "gatehouse_connector_udp_datagrams_total{direction=\"from_origin\"} 1",
+            "gatehouse_connector_udp_dropped_total{reason=\"unknown_flow\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+
+    #[test]
     fn render_lists_every_series_with_rule_labels() {
         let metrics = Metrics::new();
         metrics.set_ha_connections(2);
@@ -240,6 +395,10 @@ mod tests {
             "gatehouse_connector_requests_total{rule=\"3\"} 1",
             "gatehouse_connector_request_errors_total{rule=\"1\"} 0",
             "gatehouse_connector_request_errors_total{rule=\"3\"} 1",
+            "# TYPE gatehouse_connector_udp_flows_total counter",
+            "gatehouse_connector_active_udp_flows 0",
+            "gatehouse_connector_udp_datagrams_total{direction=\"to_origin\"} 0",
+            "gatehouse_connector_udp_dropped_total{reason=\"oversize\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -13,6 +13,7 @@
 //! is refused `no_route`. `Http` is accepted, its request head read (the rule is matched by the
 //! destination host and the request path), rewritten ([`crate::http_request`]) and forwarded; an
 //! origin that cannot be dialed is answered `502`, an `http_status:` rule with its status.
+//! UDP flows (QUIC datagrams) go to a `private-routes` address ([`crate::udp_origin`]).
 //!
 //! On drain every session sends `Drain`, waits for its streams (up to `grace-period`), says
 //! `Goodbye` and closes; the transport returns when all have.
@@ -35,7 +36,7 @@ use tracing::{debug, error, info, warn, Instrument as _};
 use tunnel::backoff::{backoff_delay, BACKOFF_BASE, BACKOFF_CAP};
 use tunnel::connector::{
     accept_stream, refuse_stream, run_sessions, shutdown_requested, DialError, Dialer,
-    DialerConfig, IncomingStream, Session, SessionEnd, StreamHandler,
+    DialerConfig, IncomingStream, IncomingUdpFlow, Session, SessionEnd, StreamHandler,
 };
 use tunnel_proto::{Credential, Destination, Protocol, RefuseCode, Route};
 
@@ -95,6 +96,7 @@ impl Transport for TunnelTransport {
             );
             dialer.routes = routes.clone();
             dialer.drain_grace = startup.grace_period;
+            dialer.udp_counters = metrics.udp_tunnel();
             let dialer = Dialer::new(dialer).context("failed to bind a UDP socket for QUIC")?;
             dialers.push(Arc::new(dialer));
         }
@@ -391,6 +393,16 @@ impl StreamHandler for OriginHandler {
         let span = tracing::debug_span!("stream", request = stream.header.request_id.0);
         Box::pin(serve_stream(stream, config, metrics, origins).instrument(span))
     }
+
+    fn handle_udp(
+        &self,
+        flow: IncomingUdpFlow,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        // Looked up once, like a stream's rule.
+        let config = self.config.current();
+        let metrics = Arc::clone(&self.metrics);
+        Box::pin(crate::udp_origin::serve_udp(flow, config, metrics))
+    }
 }
 
 async fn serve_stream(
@@ -405,7 +417,7 @@ async fn serve_stream(
         Protocol::Http => serve_http(stream, &config, &metrics, &origins).await,
         Protocol::Udp => {
             let mut send = stream.send;
-            let message = "udp flows are not served over streams";
+            let message = "udp flows are served as datagrams, not over streams";
             let _ = refuse_stream(&mut send, RefuseCode::PROTOCOL_ERROR, message).await;
         }
     }

@@ -6,6 +6,7 @@
 //! from the destination are let back only on allowed flows. It is not a driver: sockets, the
 //! TUN device, the clock and logging of decisions belong to `edge-gateway`.
 
+pub mod access;
 mod edge;
 mod flows;
 mod policy;

@@ -34,6 +34,13 @@
 //!                                     # signing keys are trusted as well
 //! tproxy_port = 7845                  # transparent TCP listener (TPROXY), default 7845
 //! name = "fra1"                       # the edge's name sent to connectors, default "edge"
+//! http_listen = ["100.64.0.1:80"]     # the application front for hostname routes (HTTP,
+//!                                     # each request decided); default <first address>:80
+//! tls_listen = ["100.64.0.1:443"]     # TLS passed through by SNI; default <first address>:443
+//!
+//! [access]                            # optional
+//! policy_file = "access.toml"         # edge-policy file deciding hostname requests when
+//!                                     # identity's feed carries no policy; none: deny all
 //! ```
 
 use anyhow::{bail, Context as _};
@@ -69,6 +76,15 @@ pub(crate) struct FileConfig {
     policy: Vec<RuleEntry>,
     pub(crate) identity: Option<IdentityEntry>,
     pub(crate) connectors: Option<ConnectorsEntry>,
+    pub(crate) access: Option<AccessEntry>,
+}
+
+/// The `[access]` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccessEntry {
+    /// An edge-policy file (TOML, or YAML by extension).
+    pub(crate) policy_file: Option<PathBuf>,
 }
 
 /// The `[connectors]` section: the QUIC listener for connectors and the TPROXY path to them.
@@ -92,6 +108,10 @@ pub(crate) struct ConnectorsEntry {
     /// The edge's name, sent to connectors in `Registered`; default "edge".
     #[serde(default = "default_edge_name")]
     pub(crate) name: String,
+    /// The HTTP application front; default port 80 of the first tunnel address; `[]`: off.
+    pub(crate) http_listen: Option<Vec<SocketAddr>>,
+    /// The TLS (SNI) application front; default port 443 of the first tunnel address.
+    pub(crate) tls_listen: Option<Vec<SocketAddr>>,
 }
 
 /// `[connectors]`, with its files read.
@@ -104,6 +124,8 @@ pub(crate) struct ConnectorSettings {
     pub(crate) jwks: identity_claims::Jwks,
     pub(crate) tproxy_port: u16,
     pub(crate) name: String,
+    pub(crate) http_listen: Vec<SocketAddr>,
+    pub(crate) tls_listen: Vec<SocketAddr>,
 }
 
 /// The `[identity]` section: where the config feed comes from.
@@ -147,6 +169,8 @@ pub(crate) struct EdgeSettings {
     pub(crate) policy: RulePolicy,
     pub(crate) feed: Option<crate::identity_feed::FeedSource>,
     pub(crate) connectors: Option<ConnectorSettings>,
+    /// The `[access] policy_file` policy, loaded and tested.
+    pub(crate) access_policy: Option<edge_policy::PolicySet>,
 }
 
 fn default_connector_listen() -> SocketAddr {
@@ -262,9 +286,16 @@ pub(crate) fn parse(text: &str, base: &Path) -> anyhow::Result<EdgeSettings> {
     let connectors = file
         .connectors
         .as_ref()
-        .map(|entry| connector_settings(entry, base))
+        .map(|entry| connector_settings(entry, base, &file.address))
         .transpose()
         .context("[connectors]")?;
+    let access_policy = file
+        .access
+        .as_ref()
+        .and_then(|a| a.policy_file.as_ref())
+        .map(|p| crate::access_state::load_policy_file(&base.join(p)))
+        .transpose()
+        .context("[access] policy_file")?;
     Ok(EdgeSettings {
         file,
         private_key,
@@ -272,10 +303,15 @@ pub(crate) fn parse(text: &str, base: &Path) -> anyhow::Result<EdgeSettings> {
         policy: RulePolicy { rules },
         feed,
         connectors,
+        access_policy,
     })
 }
 
-fn connector_settings(entry: &ConnectorsEntry, base: &Path) -> anyhow::Result<ConnectorSettings> {
+fn connector_settings(
+    entry: &ConnectorsEntry,
+    base: &Path,
+    addresses: &[IpNet],
+) -> anyhow::Result<ConnectorSettings> {
     let read = |p: &Path, what: &str| {
         let path = base.join(p);
         std::fs::read_to_string(&path)
@@ -299,7 +335,28 @@ fn connector_settings(entry: &ConnectorsEntry, base: &Path) -> anyhow::Result<Co
         jwks,
         tproxy_port: entry.tproxy_port,
         name: entry.name.clone(),
+        http_listen: front_listen(entry.http_listen.as_deref(), addresses, 80),
+        tls_listen: front_listen(entry.tls_listen.as_deref(), addresses, 443),
     })
+}
+
+/// The configured front addresses, or `port` on the first tunnel address (IPv4 preferred).
+fn front_listen(
+    configured: Option<&[SocketAddr]>,
+    addresses: &[IpNet],
+    port: u16,
+) -> Vec<SocketAddr> {
+    if let Some(list) = configured {
+        return list.to_vec();
+    }
+    let first = addresses
+        .iter()
+        .find(|n| n.addr().is_ipv4())
+        .or_else(|| addresses.first());
+    first
+        .map(|net| SocketAddr::new(net.addr(), port))
+        .into_iter()
+        .collect()
 }
 
 /// Reads a token file (one line, surrounding whitespace ignored).
@@ -418,9 +475,65 @@ ports = "80"
         assert_eq!(connectors.tproxy_port, 7845);
         assert_eq!(connectors.cert_pem, "CERT");
         assert_eq!(connectors.issuer, "https://id.test");
+        // No tunnel address: no default front.
+        assert!(connectors.http_listen.is_empty() && connectors.tls_listen.is_empty());
+        let with_address = text.replace(
+            "[connectors]",
+            "address = [\"fd00::1/64\", \"100.64.0.1/10\"]\n[connectors]",
+        );
+        let connectors = parse(&with_address, &dir)
+            .expect("valid")
+            .connectors
+            .expect("connectors");
+        assert_eq!(
+            connectors.http_listen,
+            ["100.64.0.1:80".parse().expect("addr")]
+        );
+        assert_eq!(
+            connectors.tls_listen,
+            ["100.64.0.1:443".parse().expect("addr")]
+        );
+        let off = parse(&format!("{text}http_listen = []\n"), &dir)
+            .expect("valid")
+            .connectors
+            .expect("connectors");
+        assert!(off.http_listen.is_empty());
         let unknown = format!("{text}tproxy = 1\n");
         let err = format!("{:#}", parse(&unknown, &dir).err().expect("error"));
         assert!(err.contains("tproxy"), "{err}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn an_access_policy_file_is_loaded_and_its_errors_are_named() {
+        let dir = std::env::temp_dir().join(format!("gh-edge-access-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(
+            dir.join("access.toml"),
+            "version = 1\n[[applications]]\nname = \"app\"\n\
+             destinations = [{ host = \"app.test\" }]\n[[applications.policies]]\n\
+             name = \"all\"\naction = \"bypass\"\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.join("bad.toml"),
+            "version = 1\n[[applications]]\nnme = 1\n",
+        )
+        .expect("write");
+        let text =
+            |file: &str| format!("private_key = \"{KEY}\"\n[access]\npolicy_file = \"{file}\"\n");
+        let settings = parse(&text("access.toml"), &dir).expect("valid");
+        assert!(settings.access_policy.is_some());
+        let err = format!("{:#}", parse(&text("bad.toml"), &dir).err().expect("error"));
+        assert!(
+            err.contains("[access] policy_file") && err.contains("bad.toml"),
+            "{err}"
+        );
+        let missing = format!(
+            "{:#}",
+            parse(&text("nope.toml"), &dir).err().expect("error")
+        );
+        assert!(missing.contains("failed to read"), "{missing}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

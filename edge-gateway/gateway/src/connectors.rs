@@ -20,9 +20,8 @@
 //! root (CAP_NET_ADMIN for nftables and policy routing, IP_TRANSPARENT), nftables with
 //! `CONFIG_NFT_TPROXY`, and a table and an `ip rule` in the edge's network namespace.
 //!
-//! Not yet here: hostname routes (HTTP by `Host`, TLS by SNI: the edge must read the first bytes
-//! of the flow before it can pick, and HTTP needs per-request streams and policy), UDP flows
-//! (QUIC datagrams) and the identity assertion in the header.
+//! Hostname routes (HTTP by `Host`, each request decided; TLS by SNI) are reached through the
+//! application front ([`crate::app_front`]) on the edge's own tunnel address.
 
 use crate::config::ConnectorSettings;
 use crate::tproxy::Tproxy;
@@ -82,6 +81,7 @@ impl Connectors {
         settings: &ConnectorSettings,
         interface: &str,
         feed_keys: Option<&Jwks>,
+        access: Arc<crate::access_state::SharedAccess>,
     ) -> anyhow::Result<Self> {
         let verifier = Arc::new(JwtVerifier::new(
             settings.issuer.clone(),
@@ -127,6 +127,22 @@ impl Connectors {
                 next_request.clone(),
             )));
         }
+        // UDP to the same routes: datagram flows (crate::udp_flows).
+        tasks.extend(crate::udp_flows::start(
+            settings.tproxy_port,
+            listener.clone(),
+        )?);
+        // Hostname routes: the HTTP and TLS application front (crate::app_front).
+        let front = Arc::new(crate::app_front::FrontContext::new(
+            listener.clone(),
+            access,
+            next_request.clone(),
+        ));
+        tasks.extend(crate::app_front::start(
+            &settings.http_listen,
+            &settings.tls_listen,
+            &front,
+        )?);
         tracing::info!(
             listen = %listener.local_addr().context("failed to read the connector listener address")?,
             tproxy_port = settings.tproxy_port,

@@ -1,6 +1,8 @@
 //! `gatehouse-edge`: a Gatehouse point of presence. Terminates WireGuard for many peers, decides
 //! every new flow with the policy, and forwards allowed traffic through a TUN device.
 
+mod access_state;
+mod app_front;
 mod ca_init;
 mod client_config;
 mod config;
@@ -8,6 +10,7 @@ mod connectors;
 mod identity_feed;
 mod run;
 mod tproxy;
+mod udp_flows;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

@@ -62,11 +62,18 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let access = std::sync::Arc::new(crate::access_state::SharedAccess::new(
+        settings.access_policy.clone(),
+    ));
+    if let Some(replica) = &replica {
+        access.update_from_replica(replica);
+    }
     let connectors = match &settings.connectors {
         Some(connector_settings) => Some(crate::connectors::Connectors::start(
             connector_settings,
             &file.interface,
             replica.as_ref().map(|r| r.signing_keys()),
+            access.clone(),
         )?),
         None => None,
     };
@@ -84,6 +91,7 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
                 if let Some(keys) = &keys {
                     keys.set_feed_keys(update.replica.signing_keys());
                 }
+                access.update_from_replica(update.replica);
             },
         ));
     }

@@ -1,5 +1,5 @@
-//! The kernel rules that hand WireGuard clients' TCP flows to connector routes to the edge's
-//! transparent listener: an nftables table of its own (`inet gatehouse_tproxy`) and a policy
+//! The kernel rules that hand WireGuard clients' TCP flows and UDP datagrams to connector
+//! routes to the edge's transparent listener and UDP socket ([`crate::udp_flows`]): an nftables table of its own (`inet gatehouse_tproxy`) and a policy
 //! routing rule that delivers marked packets locally.
 //!
 //! A decrypted packet the edge core allowed is written to the TUN device; the kernel receives it
@@ -27,7 +27,7 @@ pub(crate) const FWMARK: u32 = 0x7844;
 /// The policy routing table that routes marked packets to `lo`.
 pub(crate) const ROUTE_TABLE: u32 = 7844;
 
-/// The nft script that replaces the table with one TPROXY rule per address family for
+/// The nft script that replaces the table with a TCP and a UDP TPROXY rule per address family for
 /// `routes` arriving on `interface` (the edge's TUN). Loaded with `nft -f -`, it is atomic: the
 /// first two lines make sure the table exists and then delete it, in the same transaction as
 /// the new one. Overlapping routes are merged (nft refuses overlapping set elements).
@@ -55,11 +55,13 @@ pub(crate) fn ruleset(interface: &str, port: u16, routes: &BTreeSet<IpNet>) -> S
         if nets.is_empty() {
             continue;
         }
-        text.push_str(&format!(
-            "\t\tiifname \"{interface}\" meta l4proto tcp {family} daddr {{ {} }} \
-             meta mark set {FWMARK:#010x} tproxy {family} to :{port} accept\n",
-            nets.join(", ")
-        ));
+        for proto in ["tcp", "udp"] {
+            text.push_str(&format!(
+                "\t\tiifname \"{interface}\" meta l4proto {proto} {family} daddr {{ {} }} \
+                 meta mark set {FWMARK:#010x} tproxy {family} to :{port} accept\n",
+                nets.join(", ")
+            ));
+        }
     }
     text.push_str("\t}\n}\n");
     text
@@ -240,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn routes_become_one_rule_per_family_with_overlaps_merged() {
+    fn routes_become_a_tcp_and_a_udp_rule_per_family_with_overlaps_merged() {
         let text = ruleset(
             "ghe0",
             7845,
@@ -260,7 +262,11 @@ mod tests {
              \t\ttype filter hook prerouting priority mangle; policy accept;\n\
              \t\tiifname \"ghe0\" meta l4proto tcp ip daddr { 10.0.0.0/8, 192.168.1.0/24 } \
              meta mark set 0x00007844 tproxy ip to :7845 accept\n\
+             \t\tiifname \"ghe0\" meta l4proto udp ip daddr { 10.0.0.0/8, 192.168.1.0/24 } \
+             meta mark set 0x00007844 tproxy ip to :7845 accept\n\
              \t\tiifname \"ghe0\" meta l4proto tcp ip6 daddr { fd00:1::/64 } \
+             meta mark set 0x00007844 tproxy ip6 to :7845 accept\n\
+             \t\tiifname \"ghe0\" meta l4proto udp ip6 daddr { fd00:1::/64 } \
              meta mark set 0x00007844 tproxy ip6 to :7845 accept\n\
              \t}\n\
              }\n"

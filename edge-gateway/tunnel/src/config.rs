@@ -17,12 +17,16 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// proxied TCP flow or HTTP request is one stream.
 pub const DEFAULT_MAX_BIDI_STREAMS: u32 = 1024;
 
-/// A connection with no packets for this long is dead (RFC 9000 §10.1); three keep-alives fit.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection with no packets for this long is dead (RFC 9000 §10.1); five keep-alives fit.
+/// cloudflared's tunnel uses the same 5 s and 1 s (its `quic/constants.go`). It bounds how long
+/// an edge keeps giving new flows to a connector that died without a `Drain` (SIGKILL, power
+/// loss): in the e2e test of a killed replica, a 30 s timeout left flows hanging on the dead
+/// connection for 25 s after the kill. Also how long a dial to a dead edge takes to fail.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// QUIC PING interval, so that NAT bindings in front of a connector stay open and a dead path is
-/// seen well within [`IDLE_TIMEOUT`].
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// seen well within [`IDLE_TIMEOUT`]; a few bytes a second per connection.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a configuration could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,8 @@
 //! `Drain` and `Goodbye`), the heartbeat sender (every [`HEARTBEAT_INTERVAL`]; the connection
 //! is closed after [`MAX_MISSED_HEARTBEATS`] unanswered ones) and the stream acceptor, which
 //! reads each flow stream's `StreamHeader` and hands the stream to the [`StreamHandler`].
+//! A `UdpFlowOpen` from the edge enters the session's UDP flow table ([`crate::udp`]; a fourth
+//! task reads the connection's datagrams) and goes to [`StreamHandler::handle_udp`].
 //! [`run_connection_forever`] re-dials with [`backoff_delay`] until shut down.
 
 use std::future::Future;
@@ -23,18 +25,20 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, trace, warn, Instrument as _};
 use tunnel_proto::{
     ConnectionId, ConnectorId, Credential, Frame, FrameType, RefuseCode, Register, RejectCode,
-    Route, StreamHeader, TunnelId,
+    Route, StreamHeader, TunnelId, UdpFlowOpen,
 };
 
 use crate::backoff::{backoff_delay, BACKOFF_BASE, BACKOFF_CAP, BACKOFF_RESET_AFTER};
 use crate::close_code;
 use crate::frames::{read_flow_frame, write_frame, ControlReader, FrameIoError};
+use crate::udp::{FlowTable, UdpCounters, UdpFlow, UdpLimits, EARLY_DATAGRAMS};
 
 /// How often a connector sends `Heartbeat`.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Unanswered heartbeats after which the connection is considered dead (15 s at the default
-/// interval, half the QUIC idle timeout).
+/// interval): the backstop for an edge whose QUIC stack still acknowledges packets while its
+/// control loop is stuck; a silent edge is noticed first by the QUIC idle timeout (5 s).
 pub const MAX_MISSED_HEARTBEATS: u32 = 3;
 
 /// How long the connector waits for `Registered` or `Rejected`.
@@ -69,6 +73,10 @@ pub struct DialerConfig {
     pub register_timeout: Duration,
     /// Default [`DRAIN_GRACE`].
     pub drain_grace: Duration,
+    /// Limits of each session's UDP flows; default [`UdpLimits::default`].
+    pub udp: UdpLimits,
+    /// Where every session of this dialer counts its UDP flows and drops.
+    pub udp_counters: Arc<UdpCounters>,
 }
 
 impl DialerConfig {
@@ -94,6 +102,8 @@ impl DialerConfig {
             max_missed_heartbeats: MAX_MISSED_HEARTBEATS,
             register_timeout: REGISTER_TIMEOUT,
             drain_grace: DRAIN_GRACE,
+            udp: UdpLimits::default(),
+            udp_counters: Arc::new(UdpCounters::new()),
         }
     }
 }
@@ -107,11 +117,35 @@ pub struct IncomingStream {
     pub recv: RecvStream,
 }
 
+/// One UDP flow the edge announced with `UdpFlowOpen`.
+pub struct IncomingUdpFlow {
+    /// The flow id, destination and assertion from the edge.
+    pub open: UdpFlowOpen,
+    /// Datagrams of the flow both ways; dropping it forgets the flow.
+    pub flow: UdpFlow,
+}
+
 /// Serves flow streams: dials the origin, answers with [`accept_stream`] or
 /// [`refuse_stream`], then splices. Each stream runs in its own task; the session counts it as
 /// in flight until the returned future ends.
 pub trait StreamHandler: Send + Sync + 'static {
     fn handle(&self, stream: IncomingStream) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+    /// Serves one UDP flow until its `recv` returns `None` (idle expiry, connection end) or
+    /// the handler gives up; runs in its own task and is not counted as in flight, so a drain
+    /// does not wait for flows that only expire when idle. The default drops the flow: its
+    /// datagrams are then counted as for an unknown flow.
+    fn handle_udp(
+        &self,
+        flow: IncomingUdpFlow,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        debug!(
+            flow = flow.open.flow_id.get(),
+            "udp flows not served, dropped"
+        );
+        drop(flow);
+        Box::pin(async {})
+    }
 }
 
 impl<F, Fut> StreamHandler for F
@@ -216,7 +250,8 @@ impl Dialer {
         *self.routes.lock().unwrap_or_else(PoisonError::into_inner) = routes;
     }
 
-    /// Dials the edge and registers; the session serves flow streams with `handler`.
+    /// Dials the edge and registers; the session serves flow streams and UDP flows with
+    /// `handler`.
     ///
     /// # Errors
     /// The handshake failed, the edge rejected the registration or did not answer in time.
@@ -325,6 +360,8 @@ struct SessionInner {
     /// Highest `seq` the edge acknowledged (0: none; heartbeats start at 1).
     acked: AtomicU64,
     acks_seen: AtomicU64,
+    udp: Arc<FlowTable>,
+    udp_counters: Arc<UdpCounters>,
 }
 
 impl Session {
@@ -337,6 +374,12 @@ impl Session {
         handler: Arc<dyn StreamHandler>,
         config: &DialerConfig,
     ) -> Self {
+        let (udp, datagrams) = FlowTable::spawn(
+            conn.clone(),
+            config.udp,
+            EARLY_DATAGRAMS,
+            Arc::clone(&config.udp_counters),
+        );
         let inner = Arc::new(SessionInner {
             conn,
             control: tokio::sync::Mutex::new(control),
@@ -346,10 +389,14 @@ impl Session {
             in_flight: watch::Sender::new(0),
             acked: AtomicU64::new(0),
             acks_seen: AtomicU64::new(0),
+            udp,
+            udp_counters: Arc::clone(&config.udp_counters),
         });
         let span = tracing::debug_span!("session", connection = connection_id.0);
         let tasks = vec![
-            tokio::spawn(control_reader(inner.clone(), reader).instrument(span.clone())),
+            tokio::spawn(
+                control_reader(inner.clone(), reader, handler.clone()).instrument(span.clone()),
+            ),
             tokio::spawn(
                 heartbeats(
                     inner.clone(),
@@ -359,6 +406,7 @@ impl Session {
                 .instrument(span.clone()),
             ),
             tokio::spawn(accept_streams(inner.clone(), handler).instrument(span)),
+            datagrams,
         ];
         Self { inner, tasks }
     }
@@ -385,6 +433,11 @@ impl Session {
     /// Flow streams being served.
     pub fn in_flight(&self) -> usize {
         *self.inner.in_flight.borrow()
+    }
+
+    /// UDP flows open now.
+    pub fn udp_flows(&self) -> usize {
+        self.inner.udp.len()
     }
 
     /// Waits until the connection ends, for whatever reason (a heartbeat timeout shows as
@@ -442,7 +495,11 @@ impl Drop for Session {
     }
 }
 
-async fn control_reader(inner: Arc<SessionInner>, mut reader: ControlReader) {
+async fn control_reader(
+    inner: Arc<SessionInner>,
+    mut reader: ControlReader,
+    handler: Arc<dyn StreamHandler>,
+) {
     loop {
         let frame = match reader.next().await {
             Ok(Some(frame)) => frame,
@@ -488,10 +545,7 @@ async fn control_reader(inner: Arc<SessionInner>, mut reader: ControlReader) {
                     .close(VarInt::from_u32(close_code::NORMAL), b"goodbye");
                 return;
             }
-            Frame::UdpFlowOpen(flow) => {
-                // UDP flows ride datagrams, which this transport does not serve yet.
-                debug!(flow = flow.flow_id.get(), "udp flow announced, ignored");
-            }
+            Frame::UdpFlowOpen(open) => open_udp_flow(&inner, &handler, open),
             other @ (Frame::Register(_)
             | Frame::Registered { .. }
             | Frame::Rejected { .. }
@@ -507,6 +561,26 @@ async fn control_reader(inner: Arc<SessionInner>, mut reader: ControlReader) {
                 return;
             }
         }
+    }
+}
+
+/// Enters an announced flow and hands it to the handler; a draining session, a full table or
+/// a duplicate id refuses it (counted; its datagrams are then dropped as unknown).
+fn open_udp_flow(inner: &SessionInner, handler: &Arc<dyn StreamHandler>, open: UdpFlowOpen) {
+    let id = open.flow_id;
+    if inner.draining.load(Ordering::Relaxed) {
+        inner.udp_counters.record_refused();
+        debug!(flow = id.get(), "udp flow refused: draining");
+        return;
+    }
+    match inner.udp.insert(id) {
+        Ok(flow) => {
+            trace!(flow = id.get(), "udp flow");
+            let served = handler.handle_udp(IncomingUdpFlow { open, flow });
+            let span = tracing::debug_span!("udp_flow", flow = id.get());
+            tokio::spawn(served.instrument(span));
+        }
+        Err(e) => debug!(flow = id.get(), error = %e, "udp flow refused"),
     }
 }
 
@@ -658,7 +732,15 @@ where
             Err(DialError::Rejected { code, message }) if code == RejectCode::REVOKED => {
                 return Err(DialError::Rejected { code, message });
             }
-            Err(e) => warn!(error = %format!("{e:#}"), attempt, "failed to connect to edge"),
+            Err(e) => {
+                // `{:#}` of a thiserror type shows no sources, and the cause (a TLS alert such
+                // as an unknown CA, a timeout) is what tells an operator what is wrong.
+                let chain: Vec<String> =
+                    std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                        .map(ToString::to_string)
+                        .collect();
+                warn!(error = %chain.join(": "), attempt, "failed to connect to edge");
+            }
         }
         let delay = backoff_delay(attempt, BACKOFF_BASE, BACKOFF_CAP, &mut rng);
         attempt = attempt.saturating_add(1);

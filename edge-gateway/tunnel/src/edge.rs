@@ -5,7 +5,8 @@
 //! [`CredentialVerifier`], answered `Registered` (the connection enters the [`Registry`]) or
 //! `Rejected` (then closed). Afterwards it answers `Heartbeat`, applies `UpdateRoutes`, marks
 //! the connection draining on `Drain` and closes on `Goodbye`. When the connection ends it
-//! leaves the registry. Flow streams are opened by [`TunnelListener::open_stream`].
+//! leaves the registry. Flow streams are opened by [`TunnelListener::open_stream`], UDP flows
+//! (QUIC datagrams, [`crate::udp`]) by [`TunnelListener::open_udp_flow`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,11 +19,13 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, trace, Instrument as _};
 use tunnel_proto::{
-    ConnectionId, ConnectorId, Frame, FrameType, RefuseCode, Register, RejectCode, StreamHeader,
+    Assertion, ConnectionId, ConnectorId, Destination, FlowId, Frame, FrameType, RefuseCode,
+    Register, RejectCode, StreamHeader, UdpFlowOpen,
 };
 
 use crate::frames::{read_flow_frame, write_frame, ControlReader, FrameIoError};
 use crate::registry::{Registry, Target};
+use crate::udp::{FlowTable, UdpCounters, UdpFlow, UdpFlowError, UdpLimits, UdpStats};
 use crate::{close_code, CredentialVerifier, Rejection};
 
 /// How long a new connection may take to open its control stream and send `Register`.
@@ -38,6 +41,8 @@ pub struct ListenerOptions {
     pub edge_name: String,
     /// Default [`REGISTER_TIMEOUT`].
     pub register_timeout: Duration,
+    /// Limits of each connection's UDP flows; default [`UdpLimits::default`].
+    pub udp: UdpLimits,
 }
 
 impl ListenerOptions {
@@ -45,6 +50,7 @@ impl ListenerOptions {
         Self {
             edge_name: edge_name.into(),
             register_timeout: REGISTER_TIMEOUT,
+            udp: UdpLimits::default(),
         }
     }
 }
@@ -95,6 +101,19 @@ pub enum OpenStreamError {
     UnexpectedReply(FrameType),
 }
 
+/// Why a UDP flow could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenUdpFlowError {
+    #[error("no registered connection {0:?}")]
+    UnknownConnection(ConnectionId),
+    #[error("connection {0:?} is draining")]
+    Draining(ConnectionId),
+    #[error("udp flow refused")]
+    Flow(#[from] UdpFlowError),
+    #[error("failed to announce the udp flow")]
+    Frame(#[from] FrameIoError),
+}
+
 /// Why a control message could not be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum SendControlError {
@@ -132,12 +151,16 @@ struct Shared {
     connections: Mutex<BTreeMap<ConnectionId, ConnHandle>>,
     next_id: AtomicU64,
     events: broadcast::Sender<EdgeEvent>,
+    udp_counters: Arc<UdpCounters>,
 }
 
 #[derive(Clone)]
 struct ConnHandle {
     conn: quinn::Connection,
     control: Arc<tokio::sync::Mutex<SendStream>>,
+    udp: Arc<FlowTable>,
+    /// The next flow id on this connection; ids are never reused.
+    next_flow: Arc<AtomicU64>,
 }
 
 impl TunnelListener {
@@ -160,6 +183,7 @@ impl TunnelListener {
             connections: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             events,
+            udp_counters: Arc::new(UdpCounters::new()),
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
         Ok(Self {
@@ -243,6 +267,61 @@ impl TunnelListener {
             | Frame::Goodbye
             | Frame::UdpFlowOpen(_)) => Err(OpenStreamError::UnexpectedReply(other.frame_type())),
         }
+    }
+
+    /// Opens a UDP flow toward `destination` on `connection_id`: allocates a flow id, enters it
+    /// in the connection's flow table and announces it with `UdpFlowOpen`. Datagrams may be
+    /// sent at once; the connector answers nothing (a flow it refuses just gets no replies).
+    ///
+    /// # Errors
+    /// The connection is unknown or draining, it carries the most flows it may, or the control
+    /// stream failed.
+    pub async fn open_udp_flow(
+        &self,
+        connection_id: ConnectionId,
+        destination: Destination,
+        assertion: Option<Assertion>,
+    ) -> Result<UdpFlow, OpenUdpFlowError> {
+        let handle = self
+            .shared
+            .connection(connection_id)
+            .ok_or(OpenUdpFlowError::UnknownConnection(connection_id))?;
+        if self
+            .shared
+            .registry()
+            .connection(connection_id)
+            .is_some_and(|c| c.draining)
+        {
+            self.shared.udp_counters.record_refused();
+            return Err(OpenUdpFlowError::Draining(connection_id));
+        }
+        let raw = handle.next_flow.fetch_add(1, Ordering::Relaxed);
+        // 2^62 ids at one per nanosecond last 146 years; a wrapped id is a closed connection.
+        let flow_id = FlowId::new(raw).map_err(|_| UdpFlowError::Closed)?;
+        let flow = handle.udp.insert(flow_id)?;
+        let frame = Frame::UdpFlowOpen(UdpFlowOpen {
+            flow_id,
+            destination,
+            assertion,
+        });
+        {
+            let mut control = handle.control.lock().await;
+            write_frame(&mut control, &frame).await?;
+        }
+        trace!(flow = flow_id.get(), "udp flow opened");
+        Ok(flow)
+    }
+
+    /// The UDP counters of every connection of this listener.
+    pub fn udp_stats(&self) -> UdpStats {
+        self.shared.udp_counters.snapshot()
+    }
+
+    /// UDP flows open on `connection_id` now (0 for an unknown connection).
+    pub fn udp_flows(&self, connection_id: ConnectionId) -> usize {
+        self.shared
+            .connection(connection_id)
+            .map_or(0, |handle| handle.udp.len())
     }
 
     /// Sends a control message (`Drain`, `Heartbeat`, `UdpFlowOpen`, `Goodbye`) on a registered
@@ -395,11 +474,20 @@ async fn serve(shared: &Arc<Shared>, conn: &quinn::Connection, id: ConnectionId)
         return false;
     }
     let control = Arc::new(tokio::sync::Mutex::new(send));
+    // The datagram task ends with the connection.
+    let (udp, _datagrams) = FlowTable::spawn(
+        conn.clone(),
+        shared.options.udp,
+        0,
+        shared.udp_counters.clone(),
+    );
     shared.connections().insert(
         id,
         ConnHandle {
             conn: conn.clone(),
             control: control.clone(),
+            udp,
+            next_flow: Arc::new(AtomicU64::new(1)),
         },
     );
     info!(skipped_routes = skipped, "connector registered");

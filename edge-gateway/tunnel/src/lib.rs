@@ -5,6 +5,7 @@
 //! serves and opens flow streams toward the right one. The connector side
 //! ([`connector::Dialer`]) dials one edge, registers, sends heartbeats, hands each flow stream
 //! from the edge to a [`connector::StreamHandler`], re-dials with jittered backoff and drains.
+//! Both sides carry UDP flows as QUIC datagrams ([`udp`]).
 //! [`ca`] makes the deployment CA and edge certificates; [`config`] builds the quinn
 //! configurations (TLS 1.3, ALPN `gatehouse-tunnel/1`, limits).
 //!
@@ -21,6 +22,7 @@ pub mod connector;
 pub mod edge;
 mod frames;
 pub mod registry;
+pub mod udp;
 mod verifier;
 
 pub use frames::FrameIoError;

@@ -1,12 +1,14 @@
-//! Client → edge → connector → origin: a WireGuard client's TCP flows to a connector's private
-//! route leave the edge through the connector's outbound-only QUIC tunnel.
+//! Client → edge → connector → origin: a WireGuard client's TCP flows and UDP datagrams to a
+//! connector's private route leave the edge through the connector's outbound-only QUIC tunnel
+//! (flow streams for TCP, QUIC datagrams for UDP).
 //!
 //! ```text
 //!  client ns              edge ns                              origin ns
 //!  10.201.0.2 ──veth── 10.201.0.1
 //!                      10.202.0.1 (QUIC :7844) ◀──dials── 10.202.0.2  connector
 //!                      TUN 100.64.0.1/10, TPROXY :7845         10.99.0.5/24 on lo: HTTP :8080,
-//!                                                              TCP echo :9000
+//!                                                              TCP echo :9000, (UDP test:)
+//!                                                              DNS :53, UDP echo :9001
 //!                                                              input: ct state new drop (not lo)
 //! ```
 //! Two connectors play the far end: the real `gatehouse-connector` binary (config.yml with
@@ -26,6 +28,11 @@ const ORIGIN_ADDR: &str = "10.99.0.5";
 const PRIVATE_ROUTE: &str = "10.99.0.0/24";
 const HTTP_PORT: u16 = 8080;
 const ECHO_PORT: u16 = 9000;
+const DNS_PORT: u16 = 53;
+const UDP_ECHO_PORT: u16 = 9001;
+/// The name the origin's resolver answers, and its address.
+const DNS_NAME: &str = "app.internal";
+const DNS_ANSWER: &str = "10.1.2.3";
 const CONNECTOR_PORT: u16 = 7844;
 const ISSUER: &str = "https://identity.e2e.test";
 const CONNECTOR_ID: &str = "conn-1";
@@ -250,6 +257,113 @@ fn the_connector_binary_carries_tcp_flows_to_its_private_route() -> anyhow::Resu
 }
 
 #[test]
+fn udp_dns_and_echo_reach_the_origin_through_the_connector_binary() -> anyhow::Result<()> {
+    skip_unless_root!(Ok(()));
+    let mut world = World::new("connudp")?;
+    let _dns = start_udp_server(&world.topo, "dns", UDP_DNS_SERVER, DNS_PORT)?;
+    let _echo = start_udp_server(&world.topo, "udp-echo", UDP_ECHO_SERVER, UDP_ECHO_PORT)?;
+    let mut connector = start_connector_binary(&world)?;
+    world
+        .wait_for_routes()
+        .with_context(|| format!("connector log:\n{}", connector.log()))?;
+    let rules = world
+        .topo
+        .edge
+        .run(&["nft", "list", "table", "inet", "gatehouse_tproxy"])?;
+    anyhow::ensure!(rules.contains("udp"), "no udp rule: {rules}");
+
+    // A DNS query from the client namespace to the resolver on the origin's private address.
+    let answer = world.topo.client.run(&[
+        "python3",
+        "-c",
+        UDP_DNS_QUERY,
+        ORIGIN_ADDR,
+        &DNS_PORT.to_string(),
+        DNS_NAME,
+    ])?;
+    anyhow::ensure!(
+        answer.trim() == DNS_ANSWER,
+        "dns answer: {answer}\nedge log:\n{}\nconnector log:\n{}",
+        world.edge.log(),
+        connector.log()
+    );
+
+    // A UDP echo of a few sizes, replies from the address the client sent to.
+    let echoed = world.topo.client.run(&[
+        "python3",
+        "-c",
+        UDP_ECHO_CLIENT,
+        ORIGIN_ADDR,
+        &UDP_ECHO_PORT.to_string(),
+        "1,100,512,1200",
+    ])?;
+    anyhow::ensure!(echoed.trim() == "ok", "udp echo: {echoed}");
+
+    // The connector counted the flows and datagrams.
+    let metrics = connector_metrics(&world, &connector)?;
+    anyhow::ensure!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gatehouse_connector_udp_flows_total ")
+                && l != "gatehouse_connector_udp_flows_total 0"),
+        "no udp flow counted:\n{metrics}"
+    );
+    // No datagram was lost to the race between a flow's first datagram and its announcement.
+    anyhow::ensure!(
+        metrics
+            .lines()
+            .any(|l| l == "gatehouse_connector_udp_dropped_total{reason=\"unknown_flow\"} 0"),
+        "datagrams dropped as unknown:\n{metrics}"
+    );
+    connector.stop()?;
+    Ok(())
+}
+
+/// The real connector binary with `private-routes` and a `/metrics` listener, in the origin
+/// namespace.
+fn start_connector_binary(world: &World) -> anyhow::Result<Proc> {
+    let dir = &world.topo.dir;
+    let credentials = dir.write(
+        "credentials.json",
+        format!(
+            "{{\"TunnelID\": \"{TUNNEL_ID}\", \"ConnectorID\": \"{CONNECTOR_ID}\", \"Credential\": \"{}\"}}",
+            world.key.credential(CONNECTOR_ID, TUNNEL_ID)
+        ),
+    )?;
+    let config = dir.write(
+        "config.yml",
+        format!(
+            "credentials-file: {}\nedge-ca-file: {}\nedges: [\"{EDGE_DEST_SIDE}:{CONNECTOR_PORT}\"]\n\
+             ha-connections: 1\nprivate-routes: [{PRIVATE_ROUTE}]\ngrace-period: 1s\n\
+             metrics: 127.0.0.1:{METRICS_PORT}\n\
+             ingress:\n  - service: http_status:404\n",
+            credentials.display(),
+            world.ca_pem.display()
+        ),
+    )?;
+    let config_text = config.to_string_lossy().to_string();
+    let log = dir.join("connector.log");
+    world.topo.dest.spawn_with_env(
+        bin("gatehouse-connector"),
+        &["run", "--config", &config_text],
+        &[("GATEHOUSE_LOG", "info,connector=debug")],
+        &log,
+    )
+}
+
+const METRICS_PORT: u16 = 20241;
+
+fn connector_metrics(world: &World, connector: &Proc) -> anyhow::Result<String> {
+    let body = http_get(
+        &world.topo.dest,
+        &format!("http://127.0.0.1:{METRICS_PORT}/metrics"),
+        Duration::from_secs(10),
+    )
+    .with_context(|| format!("connector log:\n{}", connector.log()))?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
 fn tcp_flows_go_through_an_in_test_connector_and_reset_while_it_is_away() -> anyhow::Result<()> {
     skip_unless_root!(Ok(()));
     let mut world = World::new("connpath")?;
@@ -298,6 +412,107 @@ fn start_tcp_echo(topo: &Topology) -> anyhow::Result<Proc> {
     proc.wait_for_log("ready", Duration::from_secs(10))?;
     Ok(proc)
 }
+
+fn start_udp_server(topo: &Topology, name: &str, script: &str, port: u16) -> anyhow::Result<Proc> {
+    let log = topo.dir.join(format!("{name}.log"));
+    let mut proc = topo.dest.spawn(
+        "python3",
+        &["-u", "-c", script, ORIGIN_ADDR, &port.to_string()],
+        &log,
+    )?;
+    proc.wait_for_log("ready", Duration::from_secs(10))?;
+    Ok(proc)
+}
+
+/// A resolver for one name: answers A queries for `app.internal` with 10.1.2.3,
+/// anything else with NXDOMAIN.
+const UDP_DNS_SERVER: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    q, peer = s.recvfrom(4096)
+    if len(q) < 12:
+        continue
+    qid, flags, qd = struct.unpack("!HHH", q[:6])
+    i, labels = 12, []
+    while i < len(q) and q[i] != 0:
+        labels.append(q[i + 1:i + 1 + q[i]].decode())
+        i += 1 + q[i]
+    question = q[12:i + 5]
+    qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+    name = ".".join(labels)
+    if name == "app.internal" and qtype == 1:
+        answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton("10.1.2.3")
+        head = struct.pack("!HHHHHH", qid, 0x8180, 1, 1, 0, 0)
+    else:
+        answer = b""
+        head = struct.pack("!HHHHHH", qid, 0x8183, 1, 0, 0, 0)
+    s.sendto(head + question + answer, peer)
+"#;
+
+/// Sends an A query for argv[3] and prints the first address of the answer (or the failure).
+const UDP_DNS_QUERY: &str = r#"
+import os, socket, struct, sys
+qid = struct.unpack("!H", os.urandom(2))[0]
+name = b"".join(bytes([len(l)]) + l.encode() for l in sys.argv[3].split(".")) + b"\0"
+query = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+for attempt in range(5):
+    s.sendto(query, (sys.argv[1], int(sys.argv[2])))
+    try:
+        reply, peer = s.recvfrom(4096)
+    except socket.timeout:
+        continue
+    if peer != (sys.argv[1], int(sys.argv[2])):
+        print("reply from %r" % (peer,))
+        sys.exit()
+    rid, flags, qd, an = struct.unpack("!HHHH", reply[:8])
+    if rid != qid or an < 1:
+        print("bad reply id=%d flags=%x answers=%d" % (rid, flags, an))
+        sys.exit()
+    print(socket.inet_ntoa(reply[-4:]))
+    sys.exit()
+print("timeout")
+"#;
+
+/// Echoes every datagram to its sender.
+const UDP_ECHO_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    d, peer = s.recvfrom(65535)
+    s.sendto(d, peer)
+"#;
+
+/// Sends one random datagram of each size in argv[3] (comma-separated) and checks the echo and
+/// that it comes from the address sent to; prints "ok" or what went wrong.
+const UDP_ECHO_CLIENT: &str = r#"
+import os, socket, sys
+dest = (sys.argv[1], int(sys.argv[2]))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+for size in map(int, sys.argv[3].split(",")):
+    data = os.urandom(size)
+    for attempt in range(3):
+        s.sendto(data, dest)
+        try:
+            got, peer = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        break
+    else:
+        print("timeout at %d bytes" % size)
+        sys.exit()
+    if peer != dest or got != data:
+        print("mismatch at %d bytes from %r" % (size, peer))
+        sys.exit()
+print("ok")
+"#;
 
 /// Echoes every connection until its peer half-closes, then closes.
 const TCP_ECHO_SERVER: &str = r#"

@@ -1,0 +1,111 @@
+//! The application front: where WireGuard clients reach connectors' **hostname** routes.
+//!
+//! A client resolves an application's name to one of the edge's tunnel addresses and connects
+//! to it; the kernel delivers the connection to these listeners (no TPROXY: the address is the
+//! edge's own).
+//! - **HTTP** ([`http`], default port 80 of the edge's first tunnel address): every request on
+//!   a keep-alive connection is parsed (hyper), decided on its own with the access policy (the
+//!   device behind the source address, `Host`, path, now) and, when allowed, sent to a
+//!   connector that serves the host on a stream of its own (protocol `Http`). Denied requests
+//!   get a 403 page with a reference id; the connection stays usable.
+//! - **TLS** ([`tls`], default port 443): the edge reads the ClientHello (rustls's `Acceptor`
+//!   parses it), decides on the SNI name with path `/` (applications scoped to a narrower path
+//!   never match a TLS flow: the edge cannot see paths inside TLS) and passes the whole TLS
+//!   connection through to the connector (protocol `Tcp`, destination `sni:443`; the ingress
+//!   rule's service should be `tcp://`). A denied flow gets a TLS `access_denied` alert.
+
+pub(crate) mod http;
+pub(crate) mod pages;
+pub(crate) mod tls;
+
+use crate::access_state::SharedAccess;
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tunnel::edge::TunnelListener;
+use tunnel_proto::RequestId;
+
+/// How long the connector may take to accept a stream (it dials the origin first).
+pub(crate) const OPEN_STREAM_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the front's tasks share.
+pub(crate) struct FrontContext {
+    pub(crate) listener: Arc<TunnelListener>,
+    pub(crate) access: Arc<SharedAccess>,
+    next_request: Arc<AtomicU64>,
+}
+
+impl FrontContext {
+    pub(crate) fn new(
+        listener: Arc<TunnelListener>,
+        access: Arc<SharedAccess>,
+        next_request: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            listener,
+            access,
+            next_request,
+        }
+    }
+
+    pub(crate) fn request_id(&self) -> RequestId {
+        RequestId(self.next_request.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Binds the HTTP and TLS listeners and spawns their accept loops.
+///
+/// # Errors
+/// A listener cannot be bound.
+pub(crate) fn start(
+    http_listen: &[SocketAddr],
+    tls_listen: &[SocketAddr],
+    context: &Arc<FrontContext>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for addr in http_listen {
+        let tcp = bind(*addr).with_context(|| format!("failed to bind http_listen {addr}"))?;
+        tracing::info!(listen = %addr, "application front (HTTP) up");
+        tasks.push(tokio::spawn(http::serve(tcp, context.clone())));
+    }
+    for addr in tls_listen {
+        let tcp = bind(*addr).with_context(|| format!("failed to bind tls_listen {addr}"))?;
+        tracing::info!(listen = %addr, "application front (TLS by SNI) up");
+        tasks.push(tokio::spawn(tls::serve(tcp, context.clone())));
+    }
+    Ok(tasks)
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Waits a little after a failed `accept` (EMFILE and the like) instead of spinning.
+pub(crate) async fn accept_failed(error: &std::io::Error) {
+    tracing::warn!("application front: accept failed: {error}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Now, as the policy language counts time.
+pub(crate) fn policy_now() -> edge_policy::UnixTime {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    edge_policy::UnixTime(i64::try_from(secs).unwrap_or(i64::MAX))
+}
