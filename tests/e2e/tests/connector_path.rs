@@ -19,6 +19,9 @@
 use anyhow::Context as _;
 use e2e::connector::{ConnectorSpec, CredentialKey, InTestConnector};
 use e2e::gatehouse::{Topology, DEST, EDGE_DEST_SIDE};
+
+/// The edge's tunnel address, where its application front listens.
+const EDGE_TUNNEL: &str = "100.64.0.1";
 use e2e::{bin, http_get, skip_unless_root, wait_until, Proc};
 use rand::RngCore;
 use std::path::PathBuf;
@@ -55,7 +58,16 @@ struct World {
 
 impl World {
     fn new(label: &str) -> anyhow::Result<World> {
+        Self::with_edge_files(label, &[], "")
+    }
+
+    /// Like [`new`](Self::new), with `files` written beside the edge's config and `extra`
+    /// appended to it (after its `[connectors]` section).
+    fn with_edge_files(label: &str, files: &[(&str, &str)], extra: &str) -> anyhow::Result<World> {
         let topo = Topology::new(label)?;
+        for (name, text) in files {
+            topo.dir.write(name, text)?;
+        }
         let origin = &topo.dest;
         // The origin: a private address on lo, servers on it, and no new inbound connections
         // from outside (the connector only dials out).
@@ -96,11 +108,13 @@ impl World {
         let connectors = format!(
             "{ALLOW_ALL}\n[connectors]\nlisten = \"0.0.0.0:{CONNECTOR_PORT}\"\n\
              cert_file = \"pki/edge.pem\"\nkey_file = \"pki/edge.key\"\nissuer = \"{ISSUER}\"\n\
-             jwks_file = \"connector-keys.json\"\nname = \"e2e-edge\"\n"
+             jwks_file = \"connector-keys.json\"\nname = \"e2e-edge\"\n{extra}"
         );
         let mut edge = topo.start_edge(&topo.write_edge_config(&connectors)?)?;
         edge.wait_for_log("connector listener up", Duration::from_secs(10))?;
-        let client = topo.start_client(&topo.write_client_config(PRIVATE_ROUTE)?, &[])?;
+        // The private route, and the edge's own tunnel address (the application front).
+        let allowed = format!("{PRIVATE_ROUTE}, {EDGE_TUNNEL}/32");
+        let client = topo.start_client(&topo.write_client_config(&allowed)?, &[])?;
 
         // Outbound only: the edge cannot open a connection into the origin namespace.
         let direct = topo.edge.run(&[
@@ -220,32 +234,7 @@ impl World {
 fn the_connector_binary_carries_tcp_flows_to_its_private_route() -> anyhow::Result<()> {
     skip_unless_root!(Ok(()));
     let mut world = World::new("connbin")?;
-    let dir = &world.topo.dir;
-    let credentials = dir.write(
-        "credentials.json",
-        format!(
-            "{{\"TunnelID\": \"{TUNNEL_ID}\", \"ConnectorID\": \"{CONNECTOR_ID}\", \"Credential\": \"{}\"}}",
-            world.key.credential(CONNECTOR_ID, TUNNEL_ID)
-        ),
-    )?;
-    let config = dir.write(
-        "config.yml",
-        format!(
-            "credentials-file: {}\nedge-ca-file: {}\nedges: [\"{EDGE_DEST_SIDE}:{CONNECTOR_PORT}\"]\n\
-             ha-connections: 1\nprivate-routes: [{PRIVATE_ROUTE}]\ngrace-period: 1s\n\
-             ingress:\n  - service: http_status:404\n",
-            credentials.display(),
-            world.ca_pem.display()
-        ),
-    )?;
-    let config_text = config.to_string_lossy().to_string();
-    let log = dir.join("connector.log");
-    let mut connector = world.topo.dest.spawn_with_env(
-        bin("gatehouse-connector"),
-        &["run", "--config", &config_text],
-        &[("GATEHOUSE_LOG", "info,connector=debug")],
-        &log,
-    )?;
+    let mut connector = start_connector_binary(&world, "")?;
     world
         .wait_for_routes()
         .with_context(|| format!("connector log:\n{}", connector.log()))?;
@@ -262,7 +251,7 @@ fn udp_dns_and_echo_reach_the_origin_through_the_connector_binary() -> anyhow::R
     let mut world = World::new("connudp")?;
     let _dns = start_udp_server(&world.topo, "dns", UDP_DNS_SERVER, DNS_PORT)?;
     let _echo = start_udp_server(&world.topo, "udp-echo", UDP_ECHO_SERVER, UDP_ECHO_PORT)?;
-    let mut connector = start_connector_binary(&world)?;
+    let mut connector = start_connector_binary(&world, "")?;
     world
         .wait_for_routes()
         .with_context(|| format!("connector log:\n{}", connector.log()))?;
@@ -319,9 +308,249 @@ fn udp_dns_and_echo_reach_the_origin_through_the_connector_binary() -> anyhow::R
     Ok(())
 }
 
-/// The real connector binary with `private-routes` and a `/metrics` listener, in the origin
-/// namespace.
-fn start_connector_binary(world: &World) -> anyhow::Result<Proc> {
+/// Hostname routes through the edge's application front: on one keep-alive connection an
+/// allowed request reaches the origin, a denied one gets the edge's 403 page with a reference id
+/// (which the edge logs) and the next allowed one still works; a body is forwarded. TLS is
+/// decided on SNI and passed through: an allowed name reaches the origin's TLS server, a denied
+/// one gets an `access_denied` alert.
+#[test]
+fn hostname_requests_are_decided_one_by_one_and_tls_flows_by_sni() -> anyhow::Result<()> {
+    skip_unless_root!(Ok(()));
+    let mut world = World::with_edge_files(
+        "connhost",
+        &[("access.toml", FRONT_POLICY)],
+        "\n[access]\npolicy_file = \"access.toml\"\n",
+    )?;
+    world
+        .edge
+        .wait_for_log("application front (HTTP) up", Duration::from_secs(10))?;
+    let _http = start_origin_script(&world.topo, "http-echo", HTTP_ECHO_SERVER, &[])?;
+    let pki = world.topo.dir.join("pki");
+    let (cert, key) = (pki.join("edge.pem"), pki.join("edge.key"));
+    let _tls = start_origin_script(
+        &world.topo,
+        "tls-echo",
+        TLS_ECHO_SERVER,
+        &[&cert.to_string_lossy(), &key.to_string_lossy()],
+    )?;
+    let ingress = format!(
+        "  - hostname: app.e2e.test\n    service: http://{ORIGIN_ADDR}:{HTTP_ECHO_PORT}\n\
+         \x20 - hostname: tls.e2e.test\n    service: tcp://{ORIGIN_ADDR}:{TLS_ECHO_PORT}\n"
+    );
+    let connector = start_connector_binary(&world, &ingress)?;
+    world
+        .wait_for_routes()
+        .with_context(|| format!("connector log:\n{}", connector.log()))?;
+
+    let out = world
+        .topo
+        .client
+        .run(&[
+            "python3",
+            "-c",
+            KEEP_ALIVE_CLIENT,
+            EDGE_TUNNEL,
+            "app.e2e.test",
+        ])
+        .with_context(|| format!("edge log:\n{}", world.edge.log()))?;
+    let lines: Vec<&str> = out.lines().collect();
+    anyhow::ensure!(lines.len() == 4, "client output:\n{out}");
+    // status, same connection as the first request, reference, body
+    let fields = |line: &str| -> Vec<String> { line.split('\t').map(str::to_owned).collect() };
+    let first = fields(lines[0]);
+    anyhow::ensure!(
+        first[0] == "200" && first[3] == "GET host=app.e2e.test path=/public/one body=",
+        "allowed request: {out}\nedge log:\n{}\nconnector log:\n{}",
+        world.edge.log(),
+        connector.log()
+    );
+    let denied = fields(lines[1]);
+    anyhow::ensure!(
+        denied[0] == "403" && denied[1] == "same" && denied[3].contains("Access denied"),
+        "denied request: {out}"
+    );
+    let reference = &denied[2];
+    anyhow::ensure!(
+        reference.len() == 16 && denied[3].contains(reference.as_str()),
+        "reference: {out}"
+    );
+    anyhow::ensure!(
+        fields(lines[2])[..2] == ["200".to_owned(), "same".to_owned()],
+        "the allowed request after the denied one, on the same connection: {out}"
+    );
+    anyhow::ensure!(
+        fields(lines[3])[3] == "POST host=app.e2e.test path=/public/upload body=hello gatehouse",
+        "body forwarded: {out}"
+    );
+    let denied_log = world
+        .edge
+        .log()
+        .lines()
+        .find(|l| l.contains("request denied") && l.contains(reference.as_str()))
+        .map(str::to_owned);
+    anyhow::ensure!(
+        denied_log.is_some_and(|l| l.contains("app-admin")),
+        "the edge logs the denial with its reference and application:\n{}",
+        world.edge.log()
+    );
+
+    let tls = |name: &str| {
+        world
+            .topo
+            .client
+            .run(&["python3", "-c", TLS_CLIENT, EDGE_TUNNEL, name])
+            .unwrap_or_else(|e| format!("{e:#}"))
+    };
+    let allowed = tls("tls.e2e.test");
+    anyhow::ensure!(
+        allowed.trim() == "tls-ok sni=tls.e2e.test",
+        "allowed TLS flow: {allowed}\nedge log:\n{}",
+        world.edge.log()
+    );
+    let refused = tls("secret.e2e.test");
+    anyhow::ensure!(
+        refused.contains("ACCESS_DENIED"),
+        "denied TLS flow: {refused}"
+    );
+    anyhow::ensure!(world.edge.log().contains("TLS flow denied"));
+    Ok(())
+}
+
+/// The edge's access policy for the front test: `/public` on app.e2e.test is open, `/admin`
+/// blocked, tls.e2e.test open; nothing else is covered (denied by default).
+const FRONT_POLICY: &str = r#"
+version = 1
+[[applications]]
+name = "app-public"
+destinations = [{ host = "app.e2e.test", path = "/public" }]
+[[applications.policies]]
+name = "anyone"
+action = "bypass"
+include = [{ everyone = true }]
+
+[[applications]]
+name = "app-admin"
+destinations = [{ host = "app.e2e.test", path = "/admin" }]
+[[applications.policies]]
+name = "nobody"
+action = "block"
+include = [{ everyone = true }]
+
+[[applications]]
+name = "tls-app"
+destinations = [{ host = "tls.e2e.test" }]
+[[applications.policies]]
+name = "anyone"
+action = "bypass"
+include = [{ everyone = true }]
+"#;
+
+const HTTP_ECHO_PORT: u16 = 8081;
+const TLS_ECHO_PORT: u16 = 8443;
+
+/// Starts a python origin script on the private address: `script ADDR PORT-or-args…`; waits
+/// for `ready`.
+fn start_origin_script(
+    topo: &Topology,
+    name: &str,
+    script: &str,
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
+    let log = topo.dir.join(format!("{name}.log"));
+    let mut args = vec!["-u", "-c", script, ORIGIN_ADDR];
+    args.extend_from_slice(extra);
+    let mut proc = topo.dest.spawn("python3", &args, &log)?;
+    proc.wait_for_log("ready", Duration::from_secs(10))?;
+    Ok(proc)
+}
+
+/// Answers every request with `METHOD host=<Host> path=<path> body=<body>` (HTTP/1.1,
+/// keep-alive).
+const HTTP_ECHO_SERVER: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n).decode() if n else ""
+        text = f"{self.command} host={self.headers.get('Host')} path={self.path} body={body}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
+    do_GET = answer
+    do_POST = answer
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer((sys.argv[1], 8081), H)
+print("ready", flush=True)
+s.serve_forever()
+"#;
+
+/// A TLS server that answers a line with `tls-ok sni=<the SNI it saw>`.
+const TLS_ECHO_SERVER: &str = r#"
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+local = threading.local()
+def sni(_sock, name, _ctx):
+    local.name = name
+ctx.sni_callback = sni
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((sys.argv[1], 8443)); l.listen(16)
+print("ready", flush=True)
+def serve(c):
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+        t.recv(100)
+        t.sendall(f"tls-ok sni={getattr(local, 'name', None)}\n".encode())
+        t.close()
+    except Exception as e:
+        print("error", e, flush=True)
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Four requests on one connection; per request a tab-separated line: status, `same` when the
+/// connection is the first request's, the `gatehouse-reference` header, the body.
+const KEEP_ALIVE_CLIENT: &str = r#"
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=20)
+first = None
+for method, path, body in [("GET", "/public/one", None), ("GET", "/admin/panel", None),
+                           ("GET", "/public/two", None), ("POST", "/public/upload", b"hello gatehouse")]:
+    c.request(method, path, body=body, headers={"Host": sys.argv[2]})
+    r = c.getresponse()
+    text = r.read().decode(errors="replace").replace("\n", " ").replace("\t", " ")
+    sock = c.sock
+    if first is None:
+        first = sock
+    same = "same" if sock is not None and sock is first else "other"
+    print(f"{r.status}\t{same}\t{r.getheader('gatehouse-reference') or '-'}\t{text}")
+"#;
+
+/// A TLS client for SNI `argv[2]` (no certificate checks: only the routing is tested); prints
+/// the server's line or the TLS error.
+const TLS_CLIENT: &str = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = socket.create_connection((sys.argv[1], 443), timeout=10)
+try:
+    t = ctx.wrap_socket(s, server_hostname=sys.argv[2])
+    t.sendall(b"hello\n")
+    print(t.recv(100).decode().strip())
+except ssl.SSLError as e:
+    print("sslerror", e.reason)
+except OSError as e:
+    print("oserror", e)
+"#;
+
+/// The real connector binary with `private-routes`, a `/metrics` listener and the ingress rules
+/// `ingress` (YAML list items, before the catch-all), in the origin namespace.
+fn start_connector_binary(world: &World, ingress: &str) -> anyhow::Result<Proc> {
     let dir = &world.topo.dir;
     let credentials = dir.write(
         "credentials.json",
@@ -336,7 +565,7 @@ fn start_connector_binary(world: &World) -> anyhow::Result<Proc> {
             "credentials-file: {}\nedge-ca-file: {}\nedges: [\"{EDGE_DEST_SIDE}:{CONNECTOR_PORT}\"]\n\
              ha-connections: 1\nprivate-routes: [{PRIVATE_ROUTE}]\ngrace-period: 1s\n\
              metrics: 127.0.0.1:{METRICS_PORT}\n\
-             ingress:\n  - service: http_status:404\n",
+             ingress:\n{ingress}  - service: http_status:404\n",
             credentials.display(),
             world.ca_pem.display()
         ),
