@@ -99,6 +99,28 @@ impl InTestConnector {
     /// # Errors
     /// The namespace cannot be entered, the CA is unreadable, or registration fails.
     pub fn start(netns: &Netns, spec: ConnectorSpec<'_>) -> anyhow::Result<Self> {
+        Self::start_with(netns, spec, None)
+    }
+
+    /// Like [`start`](Self::start), but a misbehaving connector: every flow stream is answered
+    /// with `reply` (raw bytes, typically a malformed frame) and finished, instead of being
+    /// spliced to an origin.
+    ///
+    /// # Errors
+    /// See [`start`](Self::start).
+    pub fn start_replying(
+        netns: &Netns,
+        spec: ConnectorSpec<'_>,
+        reply: Vec<u8>,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(netns, spec, Some(reply))
+    }
+
+    fn start_with(
+        netns: &Netns,
+        spec: ConnectorSpec<'_>,
+        reply: Option<Vec<u8>>,
+    ) -> anyhow::Result<Self> {
         let ns_file = File::open(format!("/var/run/netns/{}", netns.name()))
             .with_context(|| format!("failed to open namespace {}", netns.name()))?;
         let ca_pem = std::fs::read_to_string(spec.ca_pem_file)
@@ -116,7 +138,7 @@ impl InTestConnector {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let result = run_in(&ns_file, config, routes, &ready_tx, stop_rx);
+            let result = run_in(&ns_file, config, routes, reply, &ready_tx, stop_rx);
             if let Err(e) = result {
                 let _ = ready_tx.send(Err(e));
             }
@@ -159,22 +181,25 @@ fn run_in(
     ns_file: &File,
     config: DialerConfig,
     routes: Vec<IpNet>,
+    reply: Option<Vec<u8>>,
     ready: &std::sync::mpsc::Sender<anyhow::Result<()>>,
     stop: oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
-    // SAFETY: setns on this thread only, with a descriptor of a namespace file held open above.
-    let rc = unsafe { libc::setns(ns_file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        bail!("setns failed: {}", std::io::Error::last_os_error());
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("runtime")?;
+    let runtime = runtime_in(ns_file)?;
     runtime.block_on(async move {
         let dialer = Dialer::new(config).context("failed to bind the connector socket")?;
         let routes = Arc::new(routes);
-        let handler = Arc::new(move |stream: IncomingStream| splice(stream, routes.clone()));
+        let reply = reply.map(Arc::new);
+        let handler = Arc::new(move |stream: IncomingStream| {
+            let routes = routes.clone();
+            let reply = reply.clone();
+            async move {
+                match reply {
+                    Some(reply) => answer_raw(stream, &reply).await,
+                    None => splice(stream, routes).await,
+                }
+            }
+        });
         let session = tokio::time::timeout(REGISTER_WAIT, dialer.connect(handler))
             .await
             .context("register timed out")?
@@ -185,6 +210,27 @@ fn run_in(
         drop(session);
         Ok(())
     })
+}
+
+/// Enters the namespace on this thread and builds a current-thread runtime there.
+fn runtime_in(ns_file: &File) -> anyhow::Result<tokio::runtime::Runtime> {
+    // SAFETY: setns on this thread only, with a descriptor of a namespace file held open by the
+    // caller.
+    let rc = unsafe { libc::setns(ns_file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        bail!("setns failed: {}", std::io::Error::last_os_error());
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("runtime")
+}
+
+async fn answer_raw(mut stream: IncomingStream, reply: &[u8]) {
+    let _ = stream.send.write_all(reply).await;
+    let _ = stream.send.finish();
+    // Keep the stream until the edge is done with it.
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.send.stopped()).await;
 }
 
 async fn splice(mut stream: IncomingStream, routes: Arc<Vec<IpNet>>) {
@@ -227,4 +273,84 @@ async fn splice(mut stream: IncomingStream, routes: Arc<Vec<IpNet>>) {
     let mut origin = origin;
     let mut quic = tokio::io::join(stream.recv, stream.send);
     let _ = tokio::io::copy_bidirectional(&mut origin, &mut quic).await;
+}
+
+/// Opens one QUIC connection per payload to `edge` from inside `netns` (trusting the CA in
+/// `ca_pem_file`), writes the payload as the first bytes of the control stream, and reports
+/// what came back: `"closed: <reason>"`, `"reply: <n> bytes"` or `"timeout"` (after 15 s: the
+/// edge's register timeout is 10 s). A raw sender of malformed control frames.
+///
+/// # Errors
+/// The namespace cannot be entered or the CA is unreadable.
+pub fn send_raw_control(
+    netns: &Netns,
+    edge: SocketAddr,
+    server_name: &str,
+    ca_pem_file: &Path,
+    payloads: Vec<Vec<u8>>,
+) -> anyhow::Result<Vec<String>> {
+    let ns_file = File::open(format!("/var/run/netns/{}", netns.name()))
+        .with_context(|| format!("failed to open namespace {}", netns.name()))?;
+    let ca_pem = std::fs::read_to_string(ca_pem_file)
+        .with_context(|| format!("failed to read {}", ca_pem_file.display()))?;
+    let client = tunnel::config::connector_client_config(&ca_pem).context("edge CA")?;
+    let server_name = server_name.to_owned();
+    let thread = std::thread::spawn(move || -> anyhow::Result<Vec<String>> {
+        let runtime = runtime_in(&ns_file)?;
+        runtime.block_on(async move {
+            let mut outcomes = Vec::new();
+            for payload in payloads {
+                let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+                    .context("failed to bind")?;
+                endpoint.set_default_client_config(client.clone());
+                let outcome = tokio::time::timeout(
+                    Duration::from_secs(15),
+                    raw_exchange(&endpoint, edge, &server_name, &payload),
+                )
+                .await
+                .unwrap_or_else(|_| "timeout".to_owned());
+                endpoint.close(0u32.into(), b"done");
+                outcomes.push(outcome);
+            }
+            Ok(outcomes)
+        })
+    });
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the raw sender panicked"))?
+}
+
+async fn raw_exchange(
+    endpoint: &quinn::Endpoint,
+    edge: SocketAddr,
+    server_name: &str,
+    payload: &[u8],
+) -> String {
+    let conn = match endpoint.connect(edge, server_name) {
+        Ok(connecting) => match connecting.await {
+            Ok(conn) => conn,
+            Err(e) => return format!("handshake: {e}"),
+        },
+        Err(e) => return format!("connect: {e}"),
+    };
+    let (mut send, mut recv) = match conn.open_bi().await {
+        Ok(streams) => streams,
+        Err(e) => return format!("closed: {e}"),
+    };
+    if let Err(e) = send.write_all(payload).await {
+        return format!("closed: {e}");
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        tokio::select! {
+            read = recv.read(&mut buf) => match read {
+                Ok(Some(n)) => got.extend_from_slice(&buf[..n]),
+                Ok(None) | Err(_) => break,
+            },
+            e = conn.closed() => return format!("closed: {e} (after {} reply bytes)", got.len()),
+        }
+    }
+    let e = conn.closed().await;
+    format!("closed: {e} (after {} reply bytes)", got.len())
 }

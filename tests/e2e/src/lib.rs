@@ -6,7 +6,7 @@
 //! them, [`Proc`] (a child process with its output in a log file), [`TestDir`] (a temporary
 //! directory), [`WgGo`] (a stock `wireguard-go` peer to interoperate with) and small servers and
 //! clients ([`HttpServer`], [`UdpEcho`], [`http_get`], [`udp_echo`]) to push traffic through a
-//! tunnel.
+//! tunnel; [`tunnel_world`] builds clients, edges and an origin for the real connector.
 //!
 //! What it is not: a simulation. Nothing here is deterministic or sans-IO; deterministic network
 //! tests live in `tests/sim`. Timings are never assertions here either: waits are bounded polls.
@@ -29,6 +29,7 @@ mod privilege;
 mod proc;
 mod servers;
 mod testdir;
+pub mod tunnel_world;
 mod wait;
 mod wgdump;
 mod wggo;
