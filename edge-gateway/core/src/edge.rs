@@ -114,11 +114,70 @@ impl Edge {
         Ok(())
     }
 
-    /// Removes a peer, its session and all its flows.
-    pub fn remove_peer(&mut self, key: &PublicKey) {
+    /// Removes a peer, its session and all its flows; open TCP flows get a reset first (sent
+    /// while the session still exists), so the device's connections end at once.
+    pub fn remove_peer(&mut self, key: &PublicKey, now: Instant) {
+        for (flow, ack) in self.flows.remove_peer(key) {
+            self.reset_at_peer(*key, &flow, ack, now);
+        }
         self.node.remove_peer(key);
-        self.flows.remove_peer(key);
         self.names.remove(key);
+    }
+
+    /// Whether `key` is a peer.
+    pub fn has_peer(&self, key: &PublicKey) -> bool {
+        self.names.contains_key(key)
+    }
+
+    /// Decides every live allowed flow again (the policy, or who is behind an address,
+    /// changed) and forgets those now denied: their next packet from the peer is decided anew,
+    /// denied and answered with a reset or unreachable, and replies toward the peer are
+    /// dropped at once. Returns how many were closed.
+    pub fn reevaluate_flows(&mut self, now: Instant) -> usize {
+        let before = self.flows.len();
+        let policy = &self.policy;
+        let names = &self.names;
+        let mut closed = Vec::new();
+        self.flows.retain(|key, flow| {
+            if flow.decision.action != Action::Allow {
+                return true;
+            }
+            let name = names
+                .get(&flow.peer)
+                .cloned()
+                .unwrap_or_else(|| flow.peer.to_base64()[..8].to_string());
+            let decision = policy.decide(&name, key);
+            let keep = decision.action == Action::Allow;
+            if !keep {
+                closed.push((name, flow.peer, *key, flow.resettable_ack(), decision));
+            }
+            keep
+        });
+        for (name, peer, flow, ack, decision) in closed {
+            if let Some(ack) = ack {
+                self.reset_at_peer(peer, &flow, ack, now);
+            }
+            self.events.push_back(EdgeEvent::FlowDecided {
+                peer: name,
+                flow,
+                decision,
+            });
+        }
+        before - self.flows.len()
+    }
+
+    /// Sends `peer` a reset that ends its TCP flow `flow` (peer → destination).
+    fn reset_at_peer(&mut self, peer: PublicKey, flow: &wire::FlowKey, ack: u32, now: Instant) {
+        let Some(rst) = wire::tcp_reset_to_sender(flow, ack) else {
+            return;
+        };
+        let mut buf = vec![0u8; (rst.len() + 32).max(wg::MIN_BUFFER)];
+        if let Ok(Some(t)) = self.node.send_to_peer(&peer, &rst, &mut buf, now) {
+            self.transmits.push_back(OwnedTransmit {
+                to: t.to,
+                datagram: t.datagram.to_vec(),
+            });
+        }
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -148,9 +207,13 @@ impl Edge {
             Received::Packet { peer, packet } => (peer, packet),
         };
         let summary = PacketSummary::parse(packet).map_err(|_| EdgeDrop::MalformedInner)?;
-        let decision = match self.flows.outbound(&peer, &summary, now) {
+        let peer_ack = match summary.key.protocol {
+            wire::Protocol::Tcp => wire::tcp_ack_of(packet),
+            wire::Protocol::Udp | wire::Protocol::Icmp | wire::Protocol::Other(_) => None,
+        };
+        let decision = match self.flows.outbound(&peer, &summary, peer_ack, now) {
             Some(flow) => flow.decision,
-            None => self.decide(peer, &summary, now),
+            None => self.decide(peer, &summary, peer_ack, now),
         };
         match decision.action {
             Action::Allow => Ok(FromPeer::Forward(packet)),
@@ -222,7 +285,8 @@ impl Edge {
             .copied()
             .collect();
         for key in gone {
-            self.flows.remove_peer(&key);
+            // The session is gone already: no reset can reach the peer.
+            let _open = self.flows.remove_peer(&key);
             self.names.remove(&key);
         }
         for status in self.node.peer_statuses() {
@@ -233,10 +297,16 @@ impl Edge {
         result
     }
 
-    fn decide(&mut self, peer: PublicKey, summary: &PacketSummary, now: Instant) -> Decision {
+    fn decide(
+        &mut self,
+        peer: PublicKey,
+        summary: &PacketSummary,
+        peer_ack: Option<u32>,
+        now: Instant,
+    ) -> Decision {
         let name = self.name_of(&peer);
         let decision = self.policy.decide(&name, &summary.key);
-        self.flows.insert(peer, summary, decision, now);
+        self.flows.insert(peer, summary, decision, peer_ack, now);
         self.events.push_back(EdgeEvent::FlowDecided {
             peer: name,
             flow: summary.key,

@@ -33,6 +33,9 @@ impl Default for FlowTimeouts {
 pub(crate) struct Flow {
     pub(crate) peer: PublicKey,
     pub(crate) decision: Decision,
+    /// For TCP, the last acknowledgment number the peer sent: a reset with this sequence
+    /// number closes the flow at the peer when the edge ends it.
+    pub(crate) peer_ack: Option<u32>,
     last_seen: Instant,
     closing: bool,
 }
@@ -57,6 +60,7 @@ impl FlowTable {
         &mut self,
         peer: &PublicKey,
         summary: &PacketSummary,
+        peer_ack: Option<u32>,
         now: Instant,
     ) -> Option<Flow> {
         let flow = self.flows.get_mut(&summary.key)?;
@@ -64,6 +68,9 @@ impl FlowTable {
             return None;
         }
         touch(flow, summary, now);
+        if peer_ack.is_some() {
+            flow.peer_ack = peer_ack;
+        }
         Some(*flow)
     }
 
@@ -79,11 +86,13 @@ impl FlowTable {
         peer: PublicKey,
         summary: &PacketSummary,
         decision: Decision,
+        peer_ack: Option<u32>,
         now: Instant,
     ) {
         let mut flow = Flow {
             peer,
             decision,
+            peer_ack,
             last_seen: now,
             closing: false,
         };
@@ -91,9 +100,25 @@ impl FlowTable {
         self.flows.insert(summary.key, flow);
     }
 
-    /// Removes every flow of `peer`.
-    pub(crate) fn remove_peer(&mut self, peer: &PublicKey) {
-        self.flows.retain(|_, flow| flow.peer != *peer);
+    /// Removes every flow of `peer`; returns the TCP ones still open (key and the peer's last
+    /// acknowledgment number), to be reset.
+    pub(crate) fn remove_peer(&mut self, peer: &PublicKey) -> Vec<(FlowKey, u32)> {
+        let mut open = Vec::new();
+        self.flows.retain(|key, flow| {
+            if flow.peer != *peer {
+                return true;
+            }
+            if let Some(ack) = flow.resettable_ack() {
+                open.push((*key, ack));
+            }
+            false
+        });
+        open
+    }
+
+    /// Keeps the flows `keep` says yes to.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&FlowKey, &Flow) -> bool) {
+        self.flows.retain(|key, flow| keep(key, flow));
     }
 
     /// Forgets idle flows.
@@ -112,6 +137,14 @@ impl FlowTable {
 
     pub(crate) fn len(&self) -> usize {
         self.flows.len()
+    }
+}
+
+impl Flow {
+    /// The sequence number that resets this flow at its peer, for an open allowed TCP flow.
+    pub(crate) fn resettable_ack(&self) -> Option<u32> {
+        self.peer_ack
+            .filter(|_| !self.closing && self.decision.action == crate::Action::Allow)
     }
 }
 

@@ -7,12 +7,13 @@
 #![allow(clippy::disallowed_methods)]
 
 use edge_core::{
-    Action, Decision, Edge, EdgeConfig, EdgeDrop, EdgeEvent, EdgePeer, FlowTimeouts, FromPeer,
-    PortRange, Rule, RulePolicy,
+    Action, Decision, Edge, EdgeConfig, EdgeDrop, EdgeEvent, EdgePeer, FlowPolicy, FlowTimeouts,
+    FromPeer, PortRange, Rule, RulePolicy,
 };
 use etherparse::icmpv4::DestUnreachableHeader;
 use etherparse::{Icmpv4Type, NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wg::keys::{PrivateKey, PublicKey};
 use wg::uapi::{parse_request, Request};
@@ -70,6 +71,10 @@ fn timeouts() -> FlowTimeouts {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_policy(Box::new(policy()))
+    }
+
+    fn with_policy(flow_policy: Box<dyn FlowPolicy + Send>) -> Self {
         let t0 = Instant::now();
         let client_addr: SocketAddr = CLIENT_ADDR.parse().unwrap();
         let edge_addr: SocketAddr = EDGE_ADDR.parse().unwrap();
@@ -105,7 +110,7 @@ impl Harness {
                         persistent_keepalive: None,
                     },
                 }],
-                policy: Box::new(policy()),
+                policy: flow_policy,
                 flow_timeouts: timeouts(),
             },
             t0,
@@ -283,6 +288,61 @@ fn allowed_tcp_flow_is_forwarded_and_its_reply_reaches_the_client() {
     let syn_ack = tcp(WEB, 80, CLIENT_IP, 40000, "SA");
     assert_eq!(h.tun_sends(&syn_ack, h.t0), Ok(syn_ack));
     assert_eq!(h.edge.poll_transmit(), None, "nothing besides the reply");
+}
+
+/// A policy the test can swap while flows are live (as the edge's identity policy changes).
+struct Switchable(Arc<Mutex<RulePolicy>>);
+
+impl FlowPolicy for Switchable {
+    fn decide(&self, peer: &str, flow: &FlowKey) -> Decision {
+        self.0.lock().unwrap().decide(peer, flow)
+    }
+}
+
+#[test]
+fn flows_no_longer_allowed_are_closed_when_reevaluated() {
+    let current = Arc::new(Mutex::new(policy()));
+    let mut h = Harness::with_policy(Box::new(Switchable(current.clone())));
+    let syn = tcp(CLIENT_IP, 40000, WEB, 80, "S");
+    assert_eq!(h.connect(&syn), vec![syn.clone()]);
+    let ack = tcp(CLIENT_IP, 40000, WEB, 80, "A");
+    assert_eq!(h.client_sends(&ack, h.t0), Ok(AtEdge::Forward(ack)));
+    h.decisions();
+    assert_eq!(h.edge.reevaluate_flows(h.t0), 0, "nothing changed");
+    assert_eq!(h.edge.poll_transmit(), None);
+
+    // The web server is no longer allowed: the live flow is closed, and the client is told.
+    current.lock().unwrap().rules.remove(0);
+    assert_eq!(h.edge.reevaluate_flows(h.t0), 1);
+    let decisions = h.decisions();
+    assert_eq!(decisions.len(), 1, "the closing is reported: {decisions:?}");
+    assert_eq!(decisions[0].2.action, Action::Deny);
+    let rst = h.reject_at_client(h.t0);
+    assert_eq!(ipv4_addresses(&rst), (WEB, CLIENT_IP));
+    let Some(TransportHeader::Tcp(header)) = PacketHeaders::from_ip_slice(&rst).unwrap().transport
+    else {
+        panic!("a reset is tcp");
+    };
+    assert!(header.rst, "a reset");
+    assert_eq!(
+        header.sequence_number, 5001,
+        "in the client's window: what it acknowledged"
+    );
+    let mut buf = vec![0u8; BUF];
+    let reply = tcp(WEB, 80, CLIENT_IP, 40000, "A");
+    assert_eq!(
+        h.edge.handle_tun_packet(&reply, &mut buf, h.t0),
+        Err(EdgeDrop::NoFlow),
+        "replies stop at once"
+    );
+    let more = tcp(CLIENT_IP, 40000, WEB, 80, "A");
+    assert_eq!(
+        h.client_sends(&more, h.t0),
+        Ok(AtEdge::Consumed),
+        "and the client's next packet is refused"
+    );
+    let rst = h.reject_at_client(h.t0);
+    assert_eq!(ipv4_addresses(&rst), (WEB, CLIENT_IP));
 }
 
 #[test]
@@ -467,8 +527,13 @@ fn a_removed_peers_flows_are_gone() {
     assert_eq!(h.client_sends(&syn, h.t0), Ok(AtEdge::Forward(syn)));
 
     let client_key = h.client_key;
-    h.edge.remove_peer(&client_key);
+    h.edge.remove_peer(&client_key, h.t0);
     assert_eq!(h.edge.flow_count(), 0);
+    assert_eq!(
+        h.edge.poll_transmit(),
+        None,
+        "a bare SYN's flow has nothing to reset"
+    );
     let mut buf = vec![0u8; BUF];
     let syn_ack = tcp(WEB, 80, CLIENT_IP, 40000, "SA");
     // With the flow left behind, the edge would look for the peer and fail with NoRoute.
@@ -476,6 +541,20 @@ fn a_removed_peers_flows_are_gone() {
         h.edge.handle_tun_packet(&syn_ack, &mut buf, h.t0),
         Err(EdgeDrop::NoFlow)
     );
+}
+
+#[test]
+fn a_removed_peers_open_tcp_flows_are_reset_before_its_session_goes() {
+    let mut h = Harness::established();
+    let syn = tcp(CLIENT_IP, 40000, WEB, 80, "S");
+    assert_eq!(h.client_sends(&syn, h.t0), Ok(AtEdge::Forward(syn)));
+    let ack = tcp(CLIENT_IP, 40000, WEB, 80, "A");
+    assert_eq!(h.client_sends(&ack, h.t0), Ok(AtEdge::Forward(ack)));
+    let client_key = h.client_key;
+    h.edge.remove_peer(&client_key, h.t0);
+    let rst = h.reject_at_client(h.t0);
+    assert_eq!(ipv4_addresses(&rst), (WEB, CLIENT_IP));
+    assert_eq!(h.edge.flow_count(), 0);
 }
 
 #[test]

@@ -24,6 +24,7 @@
 //! application front ([`crate::app_front`]) on the edge's own tunnel address.
 
 use crate::config::ConnectorSettings;
+use crate::live_flows::{FlowTarget, LiveFlows};
 use crate::tproxy::Tproxy;
 use anyhow::Context as _;
 use identity_claims::{Jwks, KeySet};
@@ -82,6 +83,7 @@ impl Connectors {
         interface: &str,
         feed_keys: Option<&Jwks>,
         access: Arc<crate::access_state::SharedAccess>,
+        live: Arc<LiveFlows>,
     ) -> anyhow::Result<Self> {
         let verifier = Arc::new(JwtVerifier::new(
             settings.issuer.clone(),
@@ -125,17 +127,20 @@ impl Connectors {
                 tcp,
                 listener.clone(),
                 next_request.clone(),
+                live.clone(),
             )));
         }
         // UDP to the same routes: datagram flows (crate::udp_flows).
         tasks.extend(crate::udp_flows::start(
             settings.tproxy_port,
             listener.clone(),
+            live.clone(),
         )?);
         // Hostname routes: the HTTP and TLS application front (crate::app_front).
         let front = Arc::new(crate::app_front::FrontContext::new(
             listener.clone(),
             access,
+            live,
             next_request.clone(),
         ));
         tasks.extend(crate::app_front::start(
@@ -284,14 +289,19 @@ fn set_ipv6_transparent(socket: &socket2::Socket) -> std::io::Result<()> {
     }
 }
 
-async fn accept_flows(tcp: TcpListener, listener: Arc<TunnelListener>, next: Arc<AtomicU64>) {
+async fn accept_flows(
+    tcp: TcpListener,
+    listener: Arc<TunnelListener>,
+    next: Arc<AtomicU64>,
+    live: Arc<LiveFlows>,
+) {
     loop {
         match tcp.accept().await {
             Ok((stream, client)) => {
                 let request_id = RequestId(next.fetch_add(1, Ordering::Relaxed));
                 let span = tracing::debug_span!("flow", request = request_id.0);
                 tokio::spawn(tracing::Instrument::instrument(
-                    flow(listener.clone(), stream, client, request_id),
+                    flow(listener.clone(), live.clone(), stream, client, request_id),
                     span,
                 ));
             }
@@ -307,6 +317,7 @@ async fn accept_flows(tcp: TcpListener, listener: Arc<TunnelListener>, next: Arc
 /// One client TCP connection to a connector route: pick, open, splice; reset on any failure.
 async fn flow(
     listener: Arc<TunnelListener>,
+    live: Arc<LiveFlows>,
     mut tcp: TcpStream,
     client: SocketAddr,
     request_id: RequestId,
@@ -351,12 +362,25 @@ async fn flow(
         }
     };
     tracing::trace!(%client, %destination, connection = connection.0, "flow to connector");
+    // Closed at once if the policy or the device's identity stops allowing it.
+    let live_flow = live.register(
+        client.ip(),
+        FlowTarget::Ip {
+            addr: destination.ip(),
+            port: destination.port(),
+            protocol: edge_policy::Protocol::Tcp,
+        },
+    );
     let (send, recv, _guard) = stream.into_parts();
     let mut quic = tokio::io::join(recv, send);
-    match tokio::io::copy_bidirectional(&mut tcp, &mut quic).await {
+    let outcome = tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut tcp, &mut quic) => copied.map_err(|e| e.to_string()),
+        () = live_flow.closed() => Err("no longer allowed: closed".to_owned()),
+    };
+    match outcome {
         Ok((up, down)) => tracing::trace!(up, down, "flow finished"),
         Err(e) => {
-            tracing::debug!("flow broke: {e}");
+            tracing::debug!(%client, %destination, "flow ended: {e}");
             let (mut recv, mut send) = quic.into_inner();
             let _ = send.reset(quinn::VarInt::from_u32(0));
             let _ = recv.stop(quinn::VarInt::from_u32(0));

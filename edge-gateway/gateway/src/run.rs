@@ -1,10 +1,17 @@
 //! Sets up the edge's devices and runs the shared tunnel loop over [`edge_core::Edge`].
 
+use crate::access_state::SharedAccess;
 use crate::config::EdgeSettings;
+use crate::feed_peers::{wanted_peers, FeedPeers};
+use crate::flow_policy::EdgeFlowPolicy;
+use crate::live_flows::LiveFlows;
 use anyhow::Context as _;
 use edge_core::{Action, Edge, EdgeConfig, EdgeDrop, EdgeEvent, FlowTimeouts, FromPeer};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
+use wg::keys::PublicKey;
 use wg::uapi::{DeviceSnapshot, SetRequest};
 use wg::{NodeConfig, OwnedTransmit, PeerError, Transmit};
 use wg_driver::event_loop::{self, TunnelCore};
@@ -18,6 +25,14 @@ use wg_driver::{iproute, udp};
 /// Setup failures (TUN, socket, UAPI socket); per-packet errors are counted, not returned.
 pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
     let file = &settings.file;
+    let access = Arc::new(SharedAccess::new(settings.access_policy.clone()));
+    let live = Arc::new(LiveFlows::default());
+    let front: BTreeSet<SocketAddr> = settings
+        .connectors
+        .iter()
+        .flat_map(|c| c.http_listen.iter().chain(&c.tls_listen))
+        .copied()
+        .collect();
     let edge = Edge::new(
         EdgeConfig {
             node: NodeConfig {
@@ -27,14 +42,23 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
                 handshake_load_limit: file.handshake_load_limit,
             },
             peers: settings.peers.clone(),
-            policy: Box::new(settings.policy.clone()),
+            policy: Box::new(EdgeFlowPolicy {
+                rules: settings.policy.clone(),
+                front,
+                access: access.clone(),
+            }),
             flow_timeouts: FlowTimeouts::default(),
         },
         Instant::now(),
     )
     .context("failed to load peers")?;
-    if settings.policy.rules.is_empty() {
-        tracing::warn!("no [[policy]] rules: every flow is denied");
+    if settings.policy.rules.is_empty()
+        && settings.feed.is_none()
+        && settings.access_policy.is_none()
+    {
+        tracing::warn!(
+            "no [[policy]] rules, no [identity] and no [access] policy: every flow is denied"
+        );
     }
 
     let tun = AsyncTun::create(&file.interface, file.mtu, true)?;
@@ -62,11 +86,10 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let access = std::sync::Arc::new(crate::access_state::SharedAccess::new(
-        settings.access_policy.clone(),
-    ));
+    let feed_peers = Arc::new(FeedPeers::default());
     if let Some(replica) = &replica {
         access.update_from_replica(replica);
+        feed_peers.publish(wanted_peers(replica));
     }
     let connectors = match &settings.connectors {
         Some(connector_settings) => Some(crate::connectors::Connectors::start(
@@ -74,11 +97,13 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
             &file.interface,
             replica.as_ref().map(|r| r.signing_keys()),
             access.clone(),
+            live.clone(),
         )?),
         None => None,
     };
     if let (Some(source), Some(replica)) = (settings.feed.clone(), replica) {
         let keys = connectors.as_ref().map(crate::connectors::Connectors::keys);
+        let (access, live, feed_peers) = (access.clone(), live.clone(), feed_peers.clone());
         tokio::spawn(crate::identity_feed::follow(
             source,
             replica,
@@ -92,11 +117,22 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
                     keys.set_feed_keys(update.replica.signing_keys());
                 }
                 access.update_from_replica(update.replica);
+                let closed = live.recheck(&access.current(), crate::app_front::policy_now());
+                if closed > 0 {
+                    tracing::info!(closed, "live flows no longer allowed were closed");
+                }
+                feed_peers.publish(wanted_peers(update.replica));
             },
         ));
     }
 
-    let mut core = EdgeDriver { edge };
+    let fixed_peers = settings.peers.iter().map(|p| p.config.public_key).collect();
+    let mut core = EdgeDriver {
+        edge,
+        feed_peers,
+        managed: BTreeMap::new(),
+        fixed_peers,
+    };
     let stats = event_loop::run(
         &mut core,
         &mut socket,
@@ -119,9 +155,15 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The edge core as the shared loop sees it: events are logged.
+/// The edge core as the shared loop sees it: events are logged; peers from identity's feed
+/// are applied when the feed task wakes the loop.
 struct EdgeDriver {
     edge: Edge,
+    feed_peers: Arc<FeedPeers>,
+    /// The peers the feed added.
+    managed: BTreeMap<PublicKey, edge_core::EdgePeer>,
+    /// The file's `[[peers]]`, which the feed never changes.
+    fixed_peers: BTreeSet<PublicKey>,
 }
 
 impl TunnelCore for EdgeDriver {
@@ -173,6 +215,29 @@ impl TunnelCore for EdgeDriver {
 
     fn apply_uapi(&mut self, request: SetRequest, now: Instant) -> Result<(), PeerError> {
         self.edge.apply_uapi(request, now)
+    }
+
+    fn wake_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.feed_peers.wake_signal())
+    }
+
+    /// Identity's devices or policy changed: apply the peers, then decide live flows again.
+    fn handle_wake(&mut self, now: Instant) {
+        // Flows first, while every session still exists for their resets; then the peers.
+        let closed = self.edge.reevaluate_flows(now);
+        let applied =
+            self.feed_peers
+                .apply(&mut self.edge, &mut self.managed, &self.fixed_peers, now);
+        if let Some(applied) = applied {
+            tracing::info!(
+                peers = self.managed.len(),
+                added = applied.added,
+                removed = applied.removed,
+                failed = applied.failed,
+                closed_flows = closed,
+                "identity peers applied"
+            );
+        }
     }
 }
 

@@ -25,6 +25,7 @@
 //!
 //! Not here: UDP to hostname routes (no name to route by) and the identity assertion.
 
+use crate::live_flows::{FlowTarget, LiveFlows};
 use std::collections::BTreeMap;
 use std::io::IoSliceMut;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -69,6 +70,7 @@ const MAX_UDP_PAYLOAD: usize = 65_535;
 pub(crate) fn start(
     port: u16,
     listener: Arc<TunnelListener>,
+    live: Arc<LiveFlows>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let flows = Arc::new(Flows::default());
     let v4 = receiving_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
@@ -80,7 +82,14 @@ pub(crate) fn start(
     }
     Ok(sockets
         .into_iter()
-        .map(|socket| tokio::spawn(receive(socket, listener.clone(), flows.clone())))
+        .map(|socket| {
+            tokio::spawn(receive(
+                socket,
+                listener.clone(),
+                flows.clone(),
+                live.clone(),
+            ))
+        })
         .collect())
 }
 
@@ -153,7 +162,12 @@ impl Flows {
     }
 }
 
-async fn receive(socket: UdpSocket, listener: Arc<TunnelListener>, flows: Arc<Flows>) {
+async fn receive(
+    socket: UdpSocket,
+    listener: Arc<TunnelListener>,
+    flows: Arc<Flows>,
+    live: Arc<LiveFlows>,
+) {
     let mut buf = vec![0u8; MAX_UDP_PAYLOAD];
     let mut cmsg = nix::cmsg_space!(libc::sockaddr_in6);
     loop {
@@ -178,7 +192,14 @@ async fn receive(socket: UdpSocket, listener: Arc<TunnelListener>, flows: Arc<Fl
         if let Some((generation, rx)) = flows.route(key, buf[..n].to_vec()) {
             let span = tracing::debug_span!("udp_flow", generation);
             tokio::spawn(tracing::Instrument::instrument(
-                flow(listener.clone(), flows.clone(), key, generation, rx),
+                flow(
+                    listener.clone(),
+                    flows.clone(),
+                    live.clone(),
+                    key,
+                    generation,
+                    rx,
+                ),
                 span,
             ));
         }
@@ -220,12 +241,27 @@ fn std_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
 async fn flow(
     listener: Arc<TunnelListener>,
     flows: Arc<Flows>,
+    live: Arc<LiveFlows>,
     key: (SocketAddr, SocketAddr),
     generation: u64,
     mut from_client: mpsc::Receiver<Vec<u8>>,
 ) {
     let (client, destination) = key;
-    relay(&listener, &flows, client, destination, &mut from_client).await;
+    // Ends at once if the policy or the device's identity stops allowing it.
+    let live_flow = live.register(
+        client.ip(),
+        FlowTarget::Ip {
+            addr: destination.ip(),
+            port: destination.port(),
+            protocol: edge_policy::Protocol::Udp,
+        },
+    );
+    tokio::select! {
+        () = relay(&listener, &flows, client, destination, &mut from_client) => {}
+        () = live_flow.closed() => {
+            tracing::debug!(%client, %destination, "udp flow no longer allowed: closed");
+        }
+    }
     flows.remove(key, generation);
 }
 

@@ -56,6 +56,14 @@ pub trait TunnelCore {
     /// # Errors
     /// A peer the core refused.
     fn apply_uapi(&mut self, request: SetRequest, now: Instant) -> Result<(), PeerError>;
+    /// A signal other tasks notify when the core has work from outside the loop (new peers
+    /// from a config feed, say); the loop then calls [`handle_wake`](Self::handle_wake).
+    /// Asked once, when the loop starts.
+    fn wake_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+    /// The wake signal fired.
+    fn handle_wake(&mut self, _now: Instant) {}
 }
 
 /// Counters the loop keeps about its own IO.
@@ -94,6 +102,7 @@ pub async fn run<C: TunnelCore, D: PacketDevice>(
             .then(wire::offload::Coalescer::new),
     };
     tokio::pin!(shutdown);
+    let wake = core.wake_signal();
     loop {
         let deadline = tokio::time::Instant::from_std(core.poll_timeout());
         tokio::select! {
@@ -107,6 +116,7 @@ pub async fn run<C: TunnelCore, D: PacketDevice>(
             },
             () = tokio::time::sleep_until(deadline) => core.handle_timeout(Instant::now()),
             call = next_call(&mut uapi) => on_uapi(core, call),
+            () = woken(wake.as_deref()) => core.handle_wake(Instant::now()),
             () = &mut shutdown => break,
         }
         io.flush(core).await;
@@ -300,6 +310,14 @@ impl TxBatch {
             count: 1,
             closed: false,
         });
+    }
+}
+
+/// Completes when `wake` is notified; never without one.
+async fn woken(wake: Option<&tokio::sync::Notify>) {
+    match wake {
+        Some(wake) => wake.notified().await,
+        None => std::future::pending().await,
     }
 }
 

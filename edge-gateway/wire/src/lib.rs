@@ -10,7 +10,7 @@ pub mod offload;
 mod reject;
 
 pub use flow_key::{FlowKey, PacketError, PacketSummary, Protocol, TcpFlags};
-pub use reject::{icmp_unreachable_for, tcp_reset_for};
+pub use reject::{icmp_unreachable_for, tcp_ack_of, tcp_reset_for, tcp_reset_to_sender};
 
 use std::net::IpAddr;
 

@@ -62,6 +62,44 @@ pub fn tcp_reset_for(packet: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The acknowledgment number of a TCP segment that carries one (ACK set, not a reset): what
+/// its sender expects next from the other side, so a reset with this sequence number is in
+/// its window. `None` for anything else.
+pub fn tcp_ack_of(packet: &[u8]) -> Option<u32> {
+    let ip = IpSlice::from_slice(packet).ok()?;
+    let payload = ip.payload();
+    if payload.ip_number != IpNumber::TCP || payload.fragmented {
+        return None;
+    }
+    let tcp = payload.payload;
+    if tcp.len() < 20 || tcp[13] & 0x04 != 0 || tcp[13] & 0x10 == 0 {
+        return None;
+    }
+    Some(u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]))
+}
+
+/// A TCP RST that closes the flow `key` at its sender (`key.src`), as if sent by `key.dst`:
+/// `<SEQ=ack><CTL=RST>` where `ack` is the last acknowledgment number the sender sent
+/// ([`tcp_ack_of`]). `None` when the addresses are of different families.
+pub fn tcp_reset_to_sender(key: &crate::FlowKey, ack: u32) -> Option<Vec<u8>> {
+    let builder = match (key.src, key.dst) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+            PacketBuilder::ipv4(d.octets(), s.octets(), 64)
+        }
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
+            PacketBuilder::ipv6(d.octets(), s.octets(), 64)
+        }
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(60);
+    builder
+        .tcp(key.dst_port, key.src_port, ack, 0)
+        .rst()
+        .write(&mut out, &[])
+        .ok()?;
+    Some(out)
+}
+
 /// An ICMP (v4: type 3 code 13) or ICMPv6 (type 1 code 1) "administratively prohibited"
 /// answering `packet`, from `packet`'s destination, quoting as much of it as the RFCs allow.
 /// `None` for ICMP errors themselves (never answered) and unparsable packets.
@@ -133,6 +171,34 @@ mod tests {
         assert_eq!((tcp.source_port(), tcp.destination_port()), (80, 40000));
         let summary = PacketSummary::parse(&rst).expect("valid");
         assert_eq!(summary.key.dst.to_string(), "100.64.0.2");
+    }
+
+    #[test]
+    fn a_live_flow_is_reset_at_its_sender_with_the_sequence_it_acknowledged() {
+        let mut ack = Vec::new();
+        PacketBuilder::ipv4([100, 64, 0, 2], [10, 0, 0, 9], 64)
+            .tcp(40000, 80, 1001, 1000)
+            .ack(777_000)
+            .write(&mut ack, b"data")
+            .expect("vec write");
+        assert_eq!(tcp_ack_of(&ack), Some(777_000));
+        assert_eq!(
+            tcp_ack_of(&syn_v4()),
+            None,
+            "a bare SYN acknowledges nothing"
+        );
+        let key = PacketSummary::parse(&ack).expect("valid").key;
+        let rst = tcp_reset_to_sender(&key, 777_000).expect("reset");
+        let sliced = SlicedPacket::from_ip(&rst).expect("valid reset");
+        let Some(TransportSlice::Tcp(tcp)) = sliced.transport else {
+            panic!("reset is tcp");
+        };
+        assert!(tcp.rst() && !tcp.ack());
+        assert_eq!(tcp.sequence_number(), 777_000);
+        assert_eq!((tcp.source_port(), tcp.destination_port()), (80, 40000));
+        let back = PacketSummary::parse(&rst).expect("valid").key;
+        assert_eq!(back, key.reversed());
+        assert_eq!(tcp_ack_of(&rst), None, "a reset is not tracked");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 use super::pages::{request_host, Page, Reference};
 use super::{accept_failed, policy_now, FrontContext, OPEN_STREAM_TIMEOUT};
+use crate::live_flows::FlowTarget;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
@@ -158,11 +159,24 @@ async fn handle(
             return page(Page::BadGateway, reference);
         }
     };
+    // Closed (the response cut off) if the policy or the device's identity stops allowing it.
+    let live_flow = context.live.register(
+        client.ip(),
+        FlowTarget::Http {
+            host: host.clone(),
+            path: path.clone(),
+        },
+    );
     tokio::spawn(async move {
         // Counts the stream for load balancing until the response body is through.
         let _guard = guard;
-        if let Err(e) = exchange.await {
-            tracing::debug!(request = request_id, "stream exchange ended: {e}");
+        tokio::select! {
+            ended = exchange => if let Err(e) = ended {
+                tracing::debug!(request = request_id, "stream exchange ended: {e}");
+            },
+            () = live_flow.closed() => {
+                tracing::debug!(request = request_id, "request no longer allowed: closed");
+            }
         }
     });
     to_origin_form(&mut request);

@@ -19,6 +19,7 @@ pub(crate) mod pages;
 pub(crate) mod tls;
 
 use crate::access_state::SharedAccess;
+use crate::live_flows::LiveFlows;
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,8 @@ pub(crate) const OPEN_STREAM_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) struct FrontContext {
     pub(crate) listener: Arc<TunnelListener>,
     pub(crate) access: Arc<SharedAccess>,
+    /// Requests and TLS flows in progress, closed when no longer allowed.
+    pub(crate) live: Arc<LiveFlows>,
     next_request: Arc<AtomicU64>,
 }
 
@@ -43,11 +46,13 @@ impl FrontContext {
     pub(crate) fn new(
         listener: Arc<TunnelListener>,
         access: Arc<SharedAccess>,
+        live: Arc<LiveFlows>,
         next_request: Arc<AtomicU64>,
     ) -> Self {
         Self {
             listener,
             access,
+            live,
             next_request,
         }
     }

@@ -3,6 +3,7 @@
 
 use super::pages::{normalize_host, Reference};
 use super::{accept_failed, policy_now, FrontContext, OPEN_STREAM_TIMEOUT};
+use crate::live_flows::FlowTarget;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,14 +111,27 @@ async fn flow(mut tcp: TcpStream, client: SocketAddr, context: Arc<FrontContext>
         alert(&mut tcp, Alert::InternalError).await;
         return;
     };
+    let live_flow = context.live.register(
+        client.ip(),
+        FlowTarget::Http {
+            host: host.clone(),
+            path: "/".to_owned(),
+        },
+    );
     let (mut send, recv, _guard) = stream.into_parts();
     if send.write_all(&hello).await.is_err() {
         return;
     }
     let mut quic = tokio::io::join(recv, send);
-    match tokio::io::copy_bidirectional(&mut tcp, &mut quic).await {
-        Ok((up, down)) => tracing::trace!(up, down, "TLS flow finished"),
-        Err(e) => tracing::debug!("TLS flow broke: {e}"),
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut tcp, &mut quic) => match copied {
+            Ok((up, down)) => tracing::trace!(up, down, "TLS flow finished"),
+            Err(e) => tracing::debug!("TLS flow broke: {e}"),
+        },
+        () = live_flow.closed() => {
+            tracing::debug!(%host, "TLS flow no longer allowed: closed");
+            let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+        }
     }
 }
 
