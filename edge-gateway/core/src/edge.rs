@@ -236,7 +236,14 @@ impl Edge {
         now: Instant,
     ) -> Result<Option<Transmit<'b>>, EdgeDrop> {
         let summary = PacketSummary::parse(packet).map_err(|_| EdgeDrop::MalformedInner)?;
-        let flow = self.flows.inbound(&summary, now).ok_or(EdgeDrop::NoFlow)?;
+        let next_seq = match summary.key.protocol {
+            wire::Protocol::Tcp => wire::tcp_next_seq(packet),
+            wire::Protocol::Udp | wire::Protocol::Icmp | wire::Protocol::Other(_) => None,
+        };
+        let flow = self
+            .flows
+            .inbound(&summary, next_seq, now)
+            .ok_or(EdgeDrop::NoFlow)?;
         if flow.decision.action != Action::Allow {
             return Err(EdgeDrop::NoFlow);
         }

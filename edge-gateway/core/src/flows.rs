@@ -36,6 +36,9 @@ pub(crate) struct Flow {
     /// For TCP, the last acknowledgment number the peer sent: a reset with this sequence
     /// number closes the flow at the peer when the edge ends it.
     pub(crate) peer_ack: Option<u32>,
+    /// For TCP, the sequence number after the last segment sent to the peer: its `RCV.NXT`,
+    /// the only reset sequence a stack with RFC 5961 checks accepts at once.
+    pub(crate) peer_next: Option<u32>,
     last_seen: Instant,
     closing: bool,
 }
@@ -74,10 +77,19 @@ impl FlowTable {
         Some(*flow)
     }
 
-    /// The flow a packet towards a peer answers, refreshed.
-    pub(crate) fn inbound(&mut self, summary: &PacketSummary, now: Instant) -> Option<Flow> {
+    /// The flow a packet towards a peer answers, refreshed; `next_seq` is the sequence number
+    /// after that packet, for TCP.
+    pub(crate) fn inbound(
+        &mut self,
+        summary: &PacketSummary,
+        next_seq: Option<u32>,
+        now: Instant,
+    ) -> Option<Flow> {
         let flow = self.flows.get_mut(&summary.key.reversed())?;
         touch(flow, summary, now);
+        if next_seq.is_some() {
+            flow.peer_next = next_seq;
+        }
         Some(*flow)
     }
 
@@ -93,6 +105,7 @@ impl FlowTable {
             peer,
             decision,
             peer_ack,
+            peer_next: None,
             last_seen: now,
             closing: false,
         };
@@ -143,7 +156,8 @@ impl FlowTable {
 impl Flow {
     /// The sequence number that resets this flow at its peer, for an open allowed TCP flow.
     pub(crate) fn resettable_ack(&self) -> Option<u32> {
-        self.peer_ack
+        self.peer_next
+            .or(self.peer_ack)
             .filter(|_| !self.closing && self.decision.action == crate::Action::Allow)
     }
 }

@@ -10,7 +10,9 @@ pub mod offload;
 mod reject;
 
 pub use flow_key::{FlowKey, PacketError, PacketSummary, Protocol, TcpFlags};
-pub use reject::{icmp_unreachable_for, tcp_ack_of, tcp_reset_for, tcp_reset_to_sender};
+pub use reject::{
+    icmp_unreachable_for, tcp_ack_of, tcp_next_seq, tcp_reset_for, tcp_reset_to_sender,
+};
 
 use std::net::IpAddr;
 

@@ -78,6 +78,25 @@ pub fn tcp_ack_of(packet: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]))
 }
 
+/// The sequence number that follows a TCP segment (`SEG.SEQ + SEG.LEN`, SYN and FIN
+/// counted): the receiver's `RCV.NXT` once it has it. `None` for resets and non-TCP packets.
+pub fn tcp_next_seq(packet: &[u8]) -> Option<u32> {
+    let ip = IpSlice::from_slice(packet).ok()?;
+    let payload = ip.payload();
+    if payload.ip_number != IpNumber::TCP || payload.fragmented {
+        return None;
+    }
+    let tcp = payload.payload;
+    if tcp.len() < 20 || tcp[13] & 0x04 != 0 {
+        return None;
+    }
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let data_offset = usize::from(tcp[12] >> 4) * 4;
+    let data_len = u32::try_from(tcp.len().saturating_sub(data_offset)).ok()?;
+    let flags = u32::from(tcp[13] & 0x02 != 0) + u32::from(tcp[13] & 0x01 != 0);
+    Some(seq.wrapping_add(data_len).wrapping_add(flags))
+}
+
 /// A TCP RST that closes the flow `key` at its sender (`key.src`), as if sent by `key.dst`:
 /// `<SEQ=ack><CTL=RST>` where `ack` is the last acknowledgment number the sender sent
 /// ([`tcp_ack_of`]). `None` when the addresses are of different families.
@@ -182,6 +201,8 @@ mod tests {
             .write(&mut ack, b"data")
             .expect("vec write");
         assert_eq!(tcp_ack_of(&ack), Some(777_000));
+        assert_eq!(tcp_next_seq(&ack), Some(1005), "1001 + 4 bytes");
+        assert_eq!(tcp_next_seq(&syn_v4()), Some(1001), "a SYN counts one");
         assert_eq!(
             tcp_ack_of(&syn_v4()),
             None,

@@ -33,6 +33,7 @@ pub mod tunnel_world;
 mod wait;
 mod wgdump;
 mod wggo;
+pub mod zero_trust;
 
 use std::path::PathBuf;
 

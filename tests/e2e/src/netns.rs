@@ -43,6 +43,35 @@ impl Netns {
         &self.name
     }
 
+    /// Runs `f` on a new thread inside the namespace (threads it starts, such as a blocking
+    /// HTTP client's, are inside too), for test code that talks to services there.
+    ///
+    /// # Errors
+    /// The namespace cannot be entered, or `f` panicked.
+    pub fn in_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        use std::os::fd::AsRawFd as _;
+        let file = std::fs::File::open(format!("/var/run/netns/{}", self.name))
+            .with_context(|| format!("failed to open namespace {}", self.name))?;
+        let thread = std::thread::spawn(move || {
+            // SAFETY: setns on this thread only, with a descriptor of a namespace file this
+            // closure owns.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                return Err(anyhow::anyhow!(
+                    "setns failed: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            Ok(f())
+        });
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread in {} panicked", self.name))?
+    }
+
     /// Runs `args` (program first) inside the namespace and returns its output, whatever the exit
     /// status. If the program cannot be started at all, the output has exit status 127 and the
     /// error in `stderr`.

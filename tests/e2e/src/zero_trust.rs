@@ -1,0 +1,205 @@
+//! [`ZeroTrust`]: a deployment where identity decides: `gatehouse-identity serve --embedded`
+//! and an edge following its feed (no `[[peers]]`, no `[[policy]]`), a device of alice's
+//! enrolled through the device grant, a policy applied through the admin CLI, and the
+//! WireGuard client up with the enrolled key.
+//!
+//! ```text
+//!  client ns                 edge ns                                dest ns
+//!  100.64.0.2 (enrolled) ── gatehouse-edge (feed from identity)  ── 10.202.0.2
+//!                           gatehouse-identity 127.0.0.1:18080
+//! ```
+//! Identity listens on the edge namespace's loopback; the test talks to it from a thread
+//! inside that namespace ([`Netns::in_thread`](crate::Netns::in_thread)).
+
+use crate::browser::{Browser, Stop};
+use crate::gatehouse::Topology;
+use crate::{bin, wait_until, Proc};
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Identity's port on the edge namespace's loopback (the namespace is the test's own).
+const IDENTITY_PORT: u16 = 18080;
+
+pub struct ZeroTrust {
+    pub client: Proc,
+    pub edge: Proc,
+    pub identity: Proc,
+    /// The embedded state directory (admin.token, edge.token, passwords.txt).
+    pub state: PathBuf,
+    /// The enrolled device's id.
+    pub device_id: String,
+    pub topo: Topology,
+}
+
+impl ZeroTrust {
+    /// Builds the deployment with `policy` (an edge-policy TOML file) applied.
+    ///
+    /// # Errors
+    /// Any step failing, with the logs that explain it.
+    pub fn new(label: &str, policy: &str) -> anyhow::Result<ZeroTrust> {
+        let topo = Topology::new(label)?;
+        let state = topo.dir.join("identity-state");
+        let state_text = state.to_string_lossy().to_string();
+        let listen = format!("127.0.0.1:{IDENTITY_PORT}");
+        let identity = topo.edge.spawn_with_env(
+            bin("gatehouse-identity"),
+            &["serve", "--embedded", &state_text, "--listen", &listen],
+            &[("RUST_LOG", "identity=debug,info")],
+            &topo.dir.join("identity.log"),
+        )?;
+        let base = format!("http://{listen}");
+        let health = format!("{base}/healthz");
+        let up = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            let url = health.clone();
+            topo.edge
+                .in_thread(move || {
+                    reqwest::blocking::get(url).is_ok_and(|r| r.status().is_success())
+                })
+                .unwrap_or(false)
+        });
+        if !up {
+            bail!("identity did not start:\n{}", identity.log());
+        }
+
+        let password = password_of(&state, "alice@example.com")?;
+        let public_key = topo.client_public.clone();
+        let base_for_thread = base.clone();
+        let device_id = topo
+            .edge
+            .in_thread(move || enroll(&base_for_thread, &password, &public_key))?
+            .with_context(|| format!("enrollment; identity log:\n{}", identity.log()))?;
+
+        let policy_file = topo.dir.write("access-policy.toml", policy)?;
+        let edge_config = format!(
+            "private_key = \"{}\"\nlisten = \"0.0.0.0:51820\"\ninterface = \"{}\"\n\
+             address = [\"100.64.0.1/10\"]\n\n[identity]\nurl = \"{base}\"\n\
+             token_file = \"{}\"\n",
+            topo.edge_private,
+            topo.edge_tun,
+            state.join("edge.token").display()
+        );
+        let edge_path = topo.dir.write("edge.toml", edge_config)?;
+        admin_in(
+            &topo,
+            &state,
+            &["policy", "apply", &policy_file.to_string_lossy()],
+        )?;
+        let mut edge = topo.start_edge(&edge_path)?;
+        edge.wait_for_log("identity peers applied", Duration::from_secs(15))
+            .with_context(|| format!("identity log:\n{}", identity.log()))?;
+        let client = topo.start_client(&topo.write_client_config("10.202.0.0/24")?, &[])?;
+        Ok(ZeroTrust {
+            client,
+            edge,
+            identity,
+            state,
+            device_id,
+            topo,
+        })
+    }
+
+    /// Runs `gatehouse-identity admin ARGS` (JSON output) against this identity.
+    ///
+    /// # Errors
+    /// The command fails.
+    pub fn admin(&self, args: &[&str]) -> anyhow::Result<String> {
+        admin_in(&self.topo, &self.state, args)
+    }
+}
+
+fn admin_in(topo: &Topology, state: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+    let url = format!("http://127.0.0.1:{IDENTITY_PORT}");
+    let token = state.join("admin.token").to_string_lossy().to_string();
+    let binary = bin("gatehouse-identity").to_string_lossy().to_string();
+    let mut command = vec![
+        binary.as_str(),
+        "admin",
+        "--url",
+        &url,
+        "--token-file",
+        &token,
+    ];
+    command.extend_from_slice(args);
+    topo.edge.run(&command)
+}
+
+fn password_of(state: &std::path::Path, email: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(state.join("passwords.txt")).context("passwords.txt")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{email} ")).map(str::to_owned))
+        .context("no password line")
+}
+
+/// The device grant signed in at the built-in provider, then `/v1/enroll` of `public_key`;
+/// returns the device id.
+fn enroll(base: &str, password: &str, public_key: &str) -> anyhow::Result<String> {
+    let http = reqwest::blocking::Client::new();
+    let started: Value = http
+        .post(format!("{base}/oauth/device_authorization"))
+        .form(&[("client_id", "gatehouse")])
+        .send()?
+        .json()?;
+    let complete = started["verification_uri_complete"]
+        .as_str()
+        .context("verification_uri_complete")?;
+    let user_code = started["user_code"].as_str().context("user_code")?;
+    let browser = Browser::new()?;
+    let Stop::Page(approval) =
+        browser.login_through(complete, "alice@example.com", password, None)?
+    else {
+        bail!("expected the approval page");
+    };
+    anyhow::ensure!(approval.status == 200, "approval page: {}", approval.body);
+    let approved = browser
+        .client()
+        .post(format!("{base}/device"))
+        .form(&[("user_code", user_code), ("action", "approve")])
+        .send()?;
+    anyhow::ensure!(
+        approved.status().is_success(),
+        "approve: {}",
+        approved.status()
+    );
+    let interval = started["interval"].as_u64().unwrap_or(1);
+    let device_code = started["device_code"].as_str().context("device_code")?;
+    let mut access = None;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_secs(interval));
+        let token: Value = http
+            .post(format!("{base}/oauth/token"))
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", "gatehouse"),
+                ("device_code", device_code),
+            ])
+            .send()?
+            .json()?;
+        if let Some(t) = token["access_token"].as_str() {
+            access = Some(t.to_owned());
+            break;
+        }
+    }
+    let access = access.context("no access token")?;
+    let enrolled = http
+        .post(format!("{base}/v1/enroll"))
+        .bearer_auth(access)
+        .json(&json!({"public_key": public_key, "posture": {"os": "linux", "client_version": "0.1.0"}}))
+        .send()?;
+    anyhow::ensure!(
+        enrolled.status().as_u16() == 201,
+        "enroll: {}",
+        enrolled.status()
+    );
+    let enrolled: Value = enrolled.json()?;
+    anyhow::ensure!(
+        enrolled["profile"]["addresses"][0] == "100.64.0.2/32",
+        "the test client's address is the pool's first: {enrolled}"
+    );
+    enrolled["device_id"]
+        .as_str()
+        .or_else(|| enrolled["device"]["id"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("no device id in {enrolled}"))
+}
