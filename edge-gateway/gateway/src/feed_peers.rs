@@ -24,6 +24,8 @@ const RESET_GRACE: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub(crate) struct FeedPeers {
     wanted: Mutex<Option<BTreeMap<PublicKey, EdgePeer>>>,
+    /// The keys of the last published set, to tell whether a publication removes a peer.
+    published: Mutex<BTreeSet<PublicKey>>,
     wake: Arc<Notify>,
 }
 
@@ -41,9 +43,24 @@ impl FeedPeers {
         self.wake.clone()
     }
 
-    /// Replaces the wanted set and wakes the loop after [`RESET_GRACE`].
+    /// Replaces the wanted set and wakes the loop: at once, or after [`RESET_GRACE`] when a
+    /// peer goes away.
     pub(crate) fn publish(&self, wanted: BTreeMap<PublicKey, EdgePeer>) {
+        let keys: BTreeSet<PublicKey> = wanted.keys().copied().collect();
+        let removes = {
+            let mut published = self
+                .published
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let removes = !published.is_subset(&keys);
+            *published = keys;
+            removes
+        };
         *self.wanted.lock().unwrap_or_else(PoisonError::into_inner) = Some(wanted);
+        if !removes {
+            self.wake.notify_one();
+            return;
+        }
         let wake = self.wake.clone();
         tokio::spawn(async move {
             tokio::time::sleep(RESET_GRACE).await;
