@@ -10,6 +10,8 @@
 //! Prints every round, then `revocation: p50_ms=<x> max_ms=<y>` over the policy rounds.
 //! Root only (namespaces). `REVOCATIONS` sets the number of policy rounds (default 20).
 
+#![allow(clippy::print_stdout)] // A benchmark: its figures are its output.
+
 use anyhow::Context as _;
 use e2e::gatehouse::DEST;
 use e2e::zero_trust::ZeroTrust;
