@@ -37,7 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tunnel::config::{edge_server_config_from_pem, EdgeLimits};
-use tunnel::edge::{EdgeEvent, ListenerOptions, TunnelListener};
+use tunnel::edge::{EdgeEvent, ListenerOptions, PickedOpenError, TunnelListener};
 use tunnel::{JwtVerifier, Target};
 use tunnel_proto::{Destination, Protocol, RequestId, Route, StreamHeader};
 
@@ -330,28 +330,27 @@ async fn flow(
             return;
         }
     };
-    let Some(connection) = listener.pick(Target::Ip(destination.ip())) else {
-        tracing::debug!(%client, %destination, "no connector for the destination: reset");
-        reset(tcp);
-        return;
-    };
     let header = StreamHeader {
         request_id,
         protocol: Protocol::Tcp,
         destination: Destination::Addr(destination),
         source: Some(client),
-        // The identity assertion for the origin comes with per-request identity (issue 5).
         assertion: None,
     };
     let opened = tokio::time::timeout(
         OPEN_STREAM_TIMEOUT,
-        listener.open_stream(connection, header),
+        listener.open_stream_for(Target::Ip(destination.ip()), header),
     )
     .await;
-    let stream = match opened {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            tracing::debug!(%client, %destination, connection = connection.0, "stream not opened: {e}");
+    let (connection, stream) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(PickedOpenError::NoConnection)) => {
+            tracing::debug!(%client, %destination, "no connector for the destination: reset");
+            reset(tcp);
+            return;
+        }
+        Ok(Err(PickedOpenError::Open(e))) => {
+            tracing::debug!(%client, %destination, "stream not opened: {e}");
             reset(tcp);
             return;
         }

@@ -7,6 +7,7 @@ mod ca_init;
 mod client_config;
 mod config;
 mod connectors;
+mod decision_audit;
 mod feed_peers;
 mod flow_policy;
 mod identity_feed;

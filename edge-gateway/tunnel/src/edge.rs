@@ -101,6 +101,18 @@ pub enum OpenStreamError {
     UnexpectedReply(FrameType),
 }
 
+/// Why [`TunnelListener::open_stream_for`] opened no stream.
+#[derive(Debug, thiserror::Error)]
+pub enum PickedOpenError {
+    #[error("no connector connection serves the destination")]
+    NoConnection,
+    #[error(transparent)]
+    Open(OpenStreamError),
+}
+
+/// Connections [`TunnelListener::open_stream_for`] tries before giving up.
+pub const OPEN_ATTEMPTS: usize = 3;
+
 /// Why a UDP flow could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenUdpFlowError {
@@ -322,6 +334,52 @@ impl TunnelListener {
         self.shared
             .connection(connection_id)
             .map_or(0, |handle| handle.udp.len())
+    }
+
+    /// Picks a connection for `target` and opens a stream on it. A connection that fails
+    /// (gone, draining, closed under the stream) is skipped and the next best tried, up to
+    /// [`OPEN_ATTEMPTS`] connections, so a connector that died without a word costs a retry
+    /// rather than the request. A refusal by a live connector is final.
+    ///
+    /// # Errors
+    /// No connection serves the target, or the last attempt's error.
+    pub async fn open_stream_for(
+        &self,
+        target: Target<'_>,
+        header: StreamHeader,
+    ) -> Result<(ConnectionId, FlowStream), PickedOpenError> {
+        let mut tried = Vec::with_capacity(OPEN_ATTEMPTS);
+        let mut last_error = None;
+        loop {
+            let picked = self.shared.registry().pick_excluding(target, &tried);
+            let Some(connection) = picked else {
+                return Err(last_error.map_or(PickedOpenError::NoConnection, PickedOpenError::Open));
+            };
+            match self.open_stream(connection, header.clone()).await {
+                Ok(stream) => return Ok((connection, stream)),
+                Err(
+                    e @ (OpenStreamError::Refused { .. } | OpenStreamError::UnexpectedReply(_)),
+                ) => {
+                    return Err(PickedOpenError::Open(e));
+                }
+                Err(
+                    e @ (OpenStreamError::UnknownConnection(_)
+                    | OpenStreamError::Draining(_)
+                    | OpenStreamError::Open(_)
+                    | OpenStreamError::Frame(_)),
+                ) => {
+                    debug!(
+                        connection = connection.0,
+                        "stream not opened, trying another connection: {e}"
+                    );
+                    tried.push(connection);
+                    if tried.len() >= OPEN_ATTEMPTS {
+                        return Err(PickedOpenError::Open(e));
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
     }
 
     /// Sends a control message (`Drain`, `Heartbeat`, `UdpFlowOpen`, `Goodbye`) on a registered

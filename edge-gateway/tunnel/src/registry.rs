@@ -155,10 +155,19 @@ impl Registry {
     /// The connection a new flow to `target` should use: see the module doc for the order.
     /// `None` when no non-draining connection has a matching route.
     pub fn pick(&self, target: Target<'_>) -> Option<ConnectionId> {
+        self.pick_excluding(target, &[])
+    }
+
+    /// [`pick`](Self::pick) among the connections not in `exclude` (ones that just failed).
+    pub fn pick_excluding(
+        &self,
+        target: Target<'_>,
+        exclude: &[ConnectionId],
+    ) -> Option<ConnectionId> {
         let query = Query::new(target);
         let mut best: Option<(Specificity, u32, ConnectionId)> = None;
         for (id, entry) in &self.connections {
-            if entry.info.draining {
+            if entry.info.draining || exclude.contains(id) {
                 continue;
             }
             let Some(spec) = entry

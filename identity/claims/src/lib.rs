@@ -9,6 +9,8 @@
 //!   assertions, connector credentials), each tagged with a `kind` so one cannot pass as another.
 //! - [`feed`]: the NDJSON config feed messages identity streams to edges, and
 //!   [`feed::FeedReplica`], which applies them.
+//! - [`decisions`]: the access decision records edges send to identity (`POST /v1/decisions`),
+//!   with the bounds identity checks on ingest.
 //!
 //! It is pure: no clock, no randomness (signing keys come from a seed the caller draws), no IO.
 //! What drives it: `identity` signs and serves the feed; edges and origins verify and replicate.
@@ -16,6 +18,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod claims;
+pub mod decisions;
 pub mod feed;
 pub mod jwk;
 pub mod jws;
@@ -25,6 +28,7 @@ pub use claims::{
     AppAssertion, Audience, Claims, CommonClaims, ConnectorCredential, DeviceSession, Posture,
     TokenKind, UserFacts, UserSession,
 };
+pub use decisions::{DecisionBatch, DecisionKind, DecisionOutcome, DecisionRecord};
 pub use feed::{FeedMessage, FeedReplica, Revision};
 pub use jwk::{Jwk, JwkError, Jwks, KeySet, SigningKey};
 pub use jws::{sign, sign_json, verify, Expectation, TokenError, CLOCK_SKEW_SECS};

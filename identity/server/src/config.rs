@@ -14,6 +14,8 @@
 //! key_rotation = "7d"                     # default 7d: a new signing key this often
 //! routes = ["10.0.0.0/8"]                 # default []: routes clients send through the tunnel
 //! dns = ["10.0.0.53"]                     # default []: DNS servers handed to clients
+//! decision_retention_days = 30            # default 30 (1 to 3650): access decisions edges
+//!                                         # report are deleted this many days after they happened
 //!
 //! [addresses]                             # tunnel address pools (defaults shown)
 //! ipv4 = "100.64.0.0/10"
@@ -76,6 +78,8 @@ pub(crate) struct FileConfig {
     pub(crate) routes: Vec<String>,
     #[serde(default)]
     pub(crate) dns: Vec<String>,
+    #[serde(default = "default_decision_retention_days")]
+    pub(crate) decision_retention_days: u32,
     #[serde(default)]
     pub(crate) addresses: AddressPools,
     #[serde(default)]
@@ -201,6 +205,8 @@ pub struct Config {
     pub(crate) key_rotation: Duration,
     pub(crate) routes: Vec<String>,
     pub(crate) dns: Vec<String>,
+    /// How long access decisions are kept, in days.
+    pub(crate) decision_retention_days: u32,
     pub(crate) addresses: AddressPools,
     pub(crate) tokens: Lifetimes,
     pub(crate) edges: Vec<EdgeEntry>,
@@ -309,6 +315,9 @@ pub(crate) fn resolve(
         (None, None, None, Some(path)) => Some(read_secret(&base.join(path))?),
         (None, None, None, None) => None,
     };
+    if !(1..=MAX_DECISION_RETENTION_DAYS).contains(&file.decision_retention_days) {
+        bail!("decision_retention_days must be 1 to {MAX_DECISION_RETENTION_DAYS}");
+    }
     if file.key_rotation < Duration::from_secs(60) {
         bail!("key_rotation must be at least 1m");
     }
@@ -350,6 +359,7 @@ pub(crate) fn resolve(
         key_rotation: file.key_rotation,
         routes: file.routes,
         dns: file.dns,
+        decision_retention_days: file.decision_retention_days,
         addresses: file.addresses,
         tokens: file.tokens,
         edges: file.edges,
@@ -452,6 +462,13 @@ fn default_database() -> PathBuf {
     PathBuf::from("identity.db")
 }
 
+/// Ten years: beyond that a deployment wants an archive, not this table.
+const MAX_DECISION_RETENTION_DAYS: u32 = 3650;
+
+fn default_decision_retention_days() -> u32 {
+    30
+}
+
 fn default_key_rotation() -> Duration {
     Duration::from_secs(7 * 24 * 3600)
 }
@@ -516,6 +533,28 @@ mod tests {
         assert_eq!(config.addresses.ipv4.to_string(), "100.64.0.0/10");
         assert_eq!(config.addresses.ipv6.to_string(), "fd7a:6768::/48");
         assert_eq!(config.key_rotation, Duration::from_secs(604_800));
+        assert_eq!(config.decision_retention_days, 30);
+    }
+
+    #[test]
+    fn decision_retention_must_be_at_least_a_day() {
+        let config = parse(
+            "decision_retention_days = 7",
+            Path::new("."),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.decision_retention_days, 7);
+        let err = parse(
+            "decision_retention_days = 0",
+            Path::new("."),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("decision_retention_days"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The router: every route, the body limit and the request timeout.
+//! The router: every route, the body limits and the request timeout. `POST /v1/decisions`
+//! has its own limit (`decisions::MAX_DECISIONS_BODY_BYTES`).
 
 use crate::state::AppState;
 use axum::extract::State;
@@ -25,7 +26,11 @@ pub(crate) fn router(state: AppState) -> Router {
     let admin = crate::admin::router()
         .layer(RequestBodyLimitLayer::new(MAX_ADMIN_BODY_BYTES))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES));
-    Router::new().merge(public).merge(admin).with_state(state)
+    Router::new()
+        .merge(public)
+        .merge(crate::decisions::router())
+        .merge(admin)
+        .with_state(state)
 }
 
 fn own_routes() -> Router<AppState> {

@@ -14,6 +14,7 @@ mod admin;
 mod auth;
 mod cli;
 mod config;
+mod decisions;
 mod embedded;
 mod enroll;
 mod error;

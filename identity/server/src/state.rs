@@ -10,6 +10,7 @@ use identity_core::device::{DeviceFlow, DeviceFlowConfig};
 use identity_core::login::LoginAttempts;
 use identity_core::rotation::RotationPolicy;
 use identity_store::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -35,6 +36,9 @@ struct Inner {
     http: reqwest::Client,
     /// Discovered provider metadata, by provider id.
     providers: tokio::sync::Mutex<crate::rp::Discovered>,
+    /// When the next retention pass over stored decisions is due (unix ms); taken by the
+    /// first `POST /v1/decisions` after it.
+    next_decision_prune_ms: AtomicU64,
     /// The latest committed store revision. Every handler that commits a store mutation calls
     /// [`AppState::notify`] afterwards; feed streams wait on a receiver.
     changes: watch::Sender<u64>,
@@ -94,6 +98,7 @@ impl AppState {
                 http,
                 providers: tokio::sync::Mutex::new(crate::rp::Discovered::default()),
                 changes,
+                next_decision_prune_ms: AtomicU64::new(0),
             }),
         };
         let revision = state.inner.store.current_revision()?.0;
@@ -156,6 +161,22 @@ impl AppState {
             self.notify(revision);
         }
         out
+    }
+
+    /// Whether the caller should prune old decisions now: true at most once per `interval_ms`
+    /// across all callers.
+    pub(crate) fn take_decision_prune(&self, now_ms: u64, interval_ms: u64) -> bool {
+        let due = &self.inner.next_decision_prune_ms;
+        let next = due.load(Ordering::Relaxed);
+        now_ms >= next
+            && due
+                .compare_exchange(
+                    next,
+                    now_ms.saturating_add(interval_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
     }
 
     /// Signals subscribers that the store committed up to `revision`.

@@ -105,7 +105,9 @@ async fn connector_credential(
             now,
         ),
         connector_id: connector.id.as_str().to_owned(),
-        tunnel_id: crate::flows::random_token(12),
+        // One tunnel per connector: stable across renewals, so the `TunnelID` of the
+        // connector's credentials file (its connector id) matches every credential.
+        tunnel_id: connector.id.as_str().to_owned(),
     };
     let jwt = identity_claims::sign(&claims, &state.keys().signing);
     Ok(token_response(jwt, CONNECTOR_CREDENTIAL_LIFETIME_SECS))

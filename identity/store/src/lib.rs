@@ -1,7 +1,7 @@
 //! `identity-store`: the persistent state of `gatehouse-identity`.
 //!
-//! Users, groups, devices, sessions, service tokens, connectors, policies, audit events, signing
-//! keys and the **revision log** live in one embedded SQLite file (`rusqlite` with SQLite compiled
+//! Users, groups, devices, sessions, service tokens, connectors, policies, audit events, access
+//! decisions edges report, signing keys and the **revision log** live in one embedded SQLite file (`rusqlite` with SQLite compiled
 //! in). It is a driver crate: it does file IO, but it reads no clock and draws no randomness.
 //! Every time is a [`UnixTime`] argument and every id is created by the caller (usually
 //! `XxxId::from_random` with bytes from the caller's RNG). It is not the feed: the feed code turns
@@ -57,10 +57,11 @@ use rusqlite_migration::{Migrations, M};
 pub use ids::{ConnectorId, DeviceId, Revision, ServiceTokenId, SessionId, UnixTime, UserId};
 pub use read::ReadTx;
 pub use types::{
-    AuditAction, AuditEvent, AuditOutcome, AuditQuery, Connector, Device, DeviceRecord, EntityKind,
-    Group, NewAuditEvent, NewConnector, NewDevice, NewPolicy, NewServiceToken, NewSession, NewUser,
-    Policy, PolicyFormat, Posture, RevisionEntry, ServiceToken, ServiceTokenKind, Session,
-    SigningKey, Snapshot, UnknownVariant, User,
+    AuditAction, AuditEvent, AuditOutcome, AuditQuery, Connector, DecisionCursor, DecisionQuery,
+    Device, DeviceRecord, EntityKind, Group, NewAuditEvent, NewConnector, NewDevice, NewPolicy,
+    NewServiceToken, NewSession, NewUser, Policy, PolicyFormat, Posture, RevisionEntry,
+    ServiceToken, ServiceTokenKind, Session, SigningKey, Snapshot, StoredDecision, UnknownVariant,
+    User, MAX_DECISION_PAGE,
 };
 pub use write::WriteTx;
 
@@ -68,7 +69,10 @@ pub use write::WriteTx;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema migrations, oldest first. Never edit a released one: append a new file.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_decisions.sql"),
+];
 
 /// Errors of every store operation.
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +262,7 @@ read_shortcuts! {
     fn policy(&self, version: u64) -> Option<Policy>;
     fn policies(&self) -> Vec<Policy>;
     fn audit_events(&self, query: &AuditQuery) -> Vec<AuditEvent>;
+    fn decisions(&self, query: &DecisionQuery) -> Vec<StoredDecision>;
     fn signing_key(&self, kid: &str) -> Option<SigningKey>;
     fn signing_keys(&self) -> Vec<SigningKey>;
     fn current_revision(&self) -> Revision;
@@ -285,6 +290,8 @@ write_shortcuts! {
     fn revoke_connector(&self, id: &ConnectorId, now: UnixTime) -> Connector;
     fn apply_policy(&self, policy: &NewPolicy, now: UnixTime) -> Policy;
     fn record_audit(&self, event: &NewAuditEvent) -> AuditEvent;
+    fn insert_decisions(&self, token: &ServiceTokenId, records: &[identity_claims::DecisionRecord], received_at_ms: u64) -> u64;
+    fn prune_decisions(&self, before_ms: u64, max_rows: u32) -> u64;
     fn add_signing_key(&self, kid: &str, private_seed: &[u8], now: UnixTime) -> SigningKey;
     fn retire_signing_key(&self, kid: &str, now: UnixTime) -> SigningKey;
     fn delete_signing_key(&self, kid: &str, now: UnixTime) -> ();

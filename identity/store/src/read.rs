@@ -9,8 +9,9 @@ use rusqlite::{params, Connection};
 use crate::ids::{ConnectorId, DeviceId, Revision, ServiceTokenId, SessionId, UnixTime, UserId};
 use crate::rows::{self, all, optional, to_i64};
 use crate::types::{
-    AuditEvent, AuditQuery, Connector, Device, DeviceRecord, Group, Policy, RevisionEntry,
-    ServiceToken, Session, SigningKey, Snapshot, User,
+    AuditEvent, AuditQuery, Connector, DecisionQuery, Device, DeviceRecord, Group, Policy,
+    RevisionEntry, ServiceToken, Session, SigningKey, Snapshot, StoredDecision, User,
+    MAX_DECISION_PAGE,
 };
 use crate::StoreError;
 
@@ -357,6 +358,42 @@ impl<'a> ReadTx<'a> {
                 i64::from(query.limit)
             ],
             rows::audit_event,
+        )
+    }
+
+    /// Access decisions matching `query`, newest first (by `at_ms`, then id), at most
+    /// `query.limit` (capped at [`MAX_DECISION_PAGE`]).
+    ///
+    /// # Errors
+    /// `Database` only.
+    pub fn decisions(&self, query: &DecisionQuery) -> Result<Vec<StoredDecision>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM decisions \
+             WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR email = ?2) \
+             AND (?3 IS NULL OR device_id = ?3) AND (?4 IS NULL OR decision = ?4) \
+             AND (?5 IS NULL OR application = ?5) AND (?6 IS NULL OR reference = ?6) \
+             AND (?7 IS NULL OR at_ms >= ?7) AND (?8 IS NULL OR at_ms < ?8) \
+             AND (?9 IS NULL OR at_ms < ?9 OR (at_ms = ?9 AND id < ?10)) \
+             ORDER BY at_ms DESC, id DESC LIMIT ?11",
+            rows::DECISION_COLUMNS
+        );
+        all(
+            self.conn,
+            &sql,
+            params![
+                query.user_id.as_ref().map(UserId::as_str),
+                query.email,
+                query.device_id.as_ref().map(DeviceId::as_str),
+                query.decision.map(|d| d.as_str()),
+                query.application,
+                query.reference,
+                query.since_ms.map(to_i64),
+                query.until_ms.map(to_i64),
+                query.before.map(|c| to_i64(c.at_ms)),
+                query.before.map(|c| to_i64(c.id)),
+                i64::from(query.limit.min(MAX_DECISION_PAGE)),
+            ],
+            rows::decision,
         )
     }
 

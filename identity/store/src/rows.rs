@@ -7,9 +7,11 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 use crate::ids::{ConnectorId, DeviceId, ServiceTokenId, SessionId, UnixTime, UserId};
 use crate::types::{
-    AuditEvent, Connector, Device, Policy, Posture, ServiceToken, Session, SigningKey, User,
+    AuditEvent, Connector, Device, Policy, Posture, ServiceToken, Session, SigningKey,
+    StoredDecision, User,
 };
 use crate::StoreError;
+use identity_claims::DecisionRecord;
 
 pub(crate) const USER_COLUMNS: &str =
     "id, idp, subject, email, display_name, disabled, created_at, updated_at";
@@ -24,6 +26,9 @@ pub(crate) const CONNECTOR_COLUMNS: &str =
 pub(crate) const POLICY_COLUMNS: &str = "version, format, source, sha256, applied_at, applied_by";
 pub(crate) const AUDIT_COLUMNS: &str = "id, at, actor, action, target, outcome, detail";
 pub(crate) const SIGNING_KEY_COLUMNS: &str = "kid, private_seed, created_at, retired_at";
+pub(crate) const DECISION_COLUMNS: &str =
+    "id, received_at_ms, token_id, at_ms, edge, reference, decision, kind, source_ip, device_id, \
+     user_id, email, destination, application, policy, reason";
 
 pub(crate) fn user(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -117,6 +122,29 @@ pub(crate) fn audit_event(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
         outcome: parsed(row, 5)?,
         detail: serde_json::from_str(&detail)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, Type::Text, Box::new(e)))?,
+    })
+}
+
+pub(crate) fn decision(row: &Row<'_>) -> rusqlite::Result<StoredDecision> {
+    Ok(StoredDecision {
+        id: unsigned(row, 0)?,
+        received_at_ms: unsigned(row, 1)?,
+        token_id: ServiceTokenId::new(row.get::<_, String>(2)?),
+        record: DecisionRecord {
+            at_ms: unsigned(row, 3)?,
+            edge: row.get(4)?,
+            reference: row.get(5)?,
+            decision: parsed(row, 6)?,
+            kind: parsed(row, 7)?,
+            source_ip: row.get(8)?,
+            device_id: row.get(9)?,
+            user_id: row.get(10)?,
+            email: row.get(11)?,
+            destination: row.get(12)?,
+            application: row.get(13)?,
+            policy: row.get(14)?,
+            reason: row.get(15)?,
+        },
     })
 }
 

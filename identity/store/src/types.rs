@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use identity_claims::decisions::{DecisionOutcome, DecisionRecord};
 use ipnet::IpNet;
 use secrecy::SecretSlice;
 use serde::{Deserialize, Serialize};
@@ -463,3 +464,96 @@ text_enum!(AuditAction {
     SigningKeyRotate => "signing_key_rotate",
     AdminAuth => "admin_auth",
 });
+
+/// Most decisions one [`crate::ReadTx::decisions`] call returns.
+pub const MAX_DECISION_PAGE: u32 = 1000;
+
+/// An access decision an edge reported, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoredDecision {
+    /// Consecutive from 1, in arrival order (not in `at_ms` order: edges report late).
+    pub id: u64,
+    /// When identity stored it (Unix milliseconds).
+    pub received_at_ms: u64,
+    /// The edge service token that sent it.
+    pub token_id: ServiceTokenId,
+    #[serde(flatten)]
+    pub record: DecisionRecord,
+}
+
+impl StoredDecision {
+    /// Where the page after this decision starts.
+    pub fn cursor(&self) -> DecisionCursor {
+        DecisionCursor {
+            at_ms: self.record.at_ms,
+            id: self.id,
+        }
+    }
+}
+
+/// A position in the newest-first order of decisions: `(at_ms, id)` of the last one seen.
+/// Its text form is `<at_ms>-<id>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DecisionCursor {
+    pub at_ms: u64,
+    pub id: u64,
+}
+
+impl fmt::Display for DecisionCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.at_ms, self.id)
+    }
+}
+
+impl FromStr for DecisionCursor {
+    type Err = UnknownVariant;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || UnknownVariant {
+            what: "DecisionCursor",
+            value: s.to_owned(),
+        };
+        let (at_ms, id) = s.split_once('-').ok_or_else(bad)?;
+        Ok(Self {
+            at_ms: at_ms.parse().map_err(|_| bad())?,
+            id: id.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Filters for [`crate::ReadTx::decisions`]; every given filter must match. Results are newest
+/// first by `at_ms`, then by id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecisionQuery {
+    pub user_id: Option<UserId>,
+    pub email: Option<String>,
+    pub device_id: Option<DeviceId>,
+    pub decision: Option<DecisionOutcome>,
+    pub application: Option<String>,
+    pub reference: Option<String>,
+    /// Only decisions at or after this time (Unix ms).
+    pub since_ms: Option<u64>,
+    /// Only decisions before this time (Unix ms, exclusive).
+    pub until_ms: Option<u64>,
+    /// Only decisions after this position in the order (the previous page's last cursor).
+    pub before: Option<DecisionCursor>,
+    /// At most this many; capped at [`MAX_DECISION_PAGE`].
+    pub limit: u32,
+}
+
+impl Default for DecisionQuery {
+    fn default() -> Self {
+        Self {
+            user_id: None,
+            email: None,
+            device_id: None,
+            decision: None,
+            application: None,
+            reference: None,
+            since_ms: None,
+            until_ms: None,
+            before: None,
+            limit: 100,
+        }
+    }
+}

@@ -14,6 +14,7 @@ use crate::types::{
     SigningKey, User,
 };
 use crate::StoreError;
+use identity_claims::DecisionRecord;
 
 /// Where a group membership came from: the provider's claim at login, or an admin.
 const SOURCE_IDP: &str = "idp";
@@ -536,6 +537,67 @@ impl<'a> WriteTx<'a> {
         })
     }
 
+    /// Stores a batch of access decisions `token` (an edge service token) sent; their ids are
+    /// the next in sequence, in slice order. Returns how many were stored. The caller validates
+    /// the records ([`identity_claims::DecisionBatch::validate`]).
+    ///
+    /// # Errors
+    /// `Database` only.
+    pub fn insert_decisions(
+        &self,
+        token: &ServiceTokenId,
+        records: &[DecisionRecord],
+        received_at_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
+        if count == 0 {
+            return Ok(0);
+        }
+        let last = self.advance_counter("decision", count)?;
+        let mut insert = self.conn().prepare_cached(
+            "INSERT INTO decisions (id, received_at_ms, token_id, at_ms, edge, reference, decision, \
+             kind, source_ip, device_id, user_id, email, destination, application, policy, reason) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?;
+        let first = last.saturating_sub(count) + 1;
+        for (id, r) in (first..).zip(records) {
+            insert.execute(params![
+                to_i64(id),
+                to_i64(received_at_ms),
+                token.as_str(),
+                to_i64(r.at_ms),
+                r.edge,
+                r.reference,
+                r.decision.as_str(),
+                r.kind.as_str(),
+                r.source_ip,
+                r.device_id,
+                r.user_id,
+                r.email,
+                r.destination,
+                r.application,
+                r.policy,
+                r.reason
+            ])?;
+        }
+        Ok(count)
+    }
+
+    /// Deletes up to `max_rows` of the oldest decisions made before `before_ms` (retention);
+    /// returns how many it deleted. Bounded so one call never holds the write lock for long:
+    /// call again while it returns `max_rows`.
+    ///
+    /// # Errors
+    /// `Database` only.
+    pub fn prune_decisions(&self, before_ms: u64, max_rows: u32) -> Result<u64, StoreError> {
+        let deleted = self.conn().execute(
+            "DELETE FROM decisions WHERE id IN \
+             (SELECT id FROM decisions WHERE at_ms < ?1 ORDER BY at_ms, id LIMIT ?2)",
+            params![to_i64(before_ms), i64::from(max_rows)],
+        )?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+
     /// Stores a new signing key; appends a `signing_key` revision.
     ///
     /// # Errors
@@ -619,6 +681,16 @@ impl<'a> WriteTx<'a> {
         let value: i64 = self.conn().query_row(
             "UPDATE counters SET value = value + 1 WHERE name = ?1 RETURNING value",
             [name],
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(value).unwrap_or(0))
+    }
+
+    /// Adds `n` to a counter and returns its new value (the last of `n` fresh numbers).
+    fn advance_counter(&self, name: &str, n: u64) -> Result<u64, StoreError> {
+        let value: i64 = self.conn().query_row(
+            "UPDATE counters SET value = value + ?2 WHERE name = ?1 RETURNING value",
+            params![name, to_i64(n)],
             |row| row.get(0),
         )?;
         Ok(u64::try_from(value).unwrap_or(0))

@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tunnel::edge::PickedOpenError;
 use tunnel::Target;
 use tunnel_proto::{Destination, Protocol, StreamHeader};
 
@@ -115,13 +116,6 @@ async fn handle(
             reference,
         );
     }
-    let Some(connection) = context.listener.pick(Target::Host {
-        host: &host,
-        path: Some(&path),
-    }) else {
-        tracing::info!(%reference, %host, "no connector serves the host");
-        return page(Page::NoConnector, reference);
-    };
     let header = StreamHeader {
         request_id: context.request_id(),
         protocol: Protocol::Http,
@@ -134,13 +128,21 @@ async fn handle(
         assertion: None,
     };
     let request_id = header.request_id.0;
+    let target = Target::Host {
+        host: &host,
+        path: Some(&path),
+    };
     let opened = tokio::time::timeout(
         OPEN_STREAM_TIMEOUT,
-        context.listener.open_stream(connection, header),
+        context.listener.open_stream_for(target, header),
     )
     .await;
     let stream = match opened {
-        Ok(Ok(stream)) => stream,
+        Ok(Ok((_, stream))) => stream,
+        Ok(Err(PickedOpenError::NoConnection)) => {
+            tracing::info!(%reference, %host, "no connector serves the host");
+            return page(Page::NoConnector, reference);
+        }
         Ok(Err(e)) => {
             tracing::info!(%reference, %host, request = request_id, "stream not opened: {e}");
             return page(Page::BadGateway, reference);

@@ -83,14 +83,6 @@ async fn flow(mut tcp: TcpStream, client: SocketAddr, context: Arc<FrontContext>
         alert(&mut tcp, Alert::AccessDenied).await;
         return;
     }
-    let Some(connection) = context.listener.pick(Target::Host {
-        host: &host,
-        path: None,
-    }) else {
-        tracing::info!(%reference, %host, "no connector serves the host");
-        alert(&mut tcp, Alert::InternalError).await;
-        return;
-    };
     let header = StreamHeader {
         request_id: context.request_id(),
         protocol: Protocol::Tcp,
@@ -101,13 +93,17 @@ async fn flow(mut tcp: TcpStream, client: SocketAddr, context: Arc<FrontContext>
         source: Some(client),
         assertion: None,
     };
+    let target = Target::Host {
+        host: &host,
+        path: None,
+    };
     let opened = tokio::time::timeout(
         OPEN_STREAM_TIMEOUT,
-        context.listener.open_stream(connection, header),
+        context.listener.open_stream_for(target, header),
     )
     .await;
-    let Ok(Ok(stream)) = opened else {
-        tracing::info!(%reference, %host, "stream to the connector not opened");
+    let Ok(Ok((_, stream))) = opened else {
+        tracing::info!(%reference, %host, "no connector took the TLS flow");
         alert(&mut tcp, Alert::InternalError).await;
         return;
     };

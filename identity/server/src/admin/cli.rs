@@ -1,6 +1,6 @@
 //! `gatehouse-identity admin …`: one HTTP call to the admin API per command. The server's JSON
-//! answer is printed pretty on stdout; an error answer's `error_description` becomes the
-//! command's error (stderr, exit code 1).
+//! answer is printed pretty on stdout (`decisions` prints a table unless given `--json`); an
+//! error answer's `error_description` becomes the command's error (stderr, exit code 1).
 
 use anyhow::{bail, Context as _};
 use clap::Subcommand;
@@ -65,6 +65,44 @@ enum AdminCommand {
         #[arg(long)]
         limit: Option<u32>,
     },
+    /// Show access decisions edges reported, newest first, as a table.
+    Decisions(Box<DecisionsArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct DecisionsArgs {
+    /// Only this user's decisions (by email).
+    #[arg(long)]
+    email: Option<String>,
+    /// Only this user's decisions (by user id).
+    #[arg(long)]
+    user: Option<String>,
+    /// Only this device's decisions (device id).
+    #[arg(long)]
+    device: Option<String>,
+    #[arg(long, value_parser = ["allow", "deny"])]
+    decision: Option<String>,
+    /// Only decisions of this application.
+    #[arg(long)]
+    application: Option<String>,
+    /// The reference id a deny page showed (16 hex digits).
+    #[arg(long)]
+    reference: Option<String>,
+    /// Only decisions at or after this Unix time (seconds).
+    #[arg(long)]
+    since: Option<u64>,
+    /// Only decisions before this Unix time (seconds).
+    #[arg(long)]
+    until: Option<u64>,
+    /// Continue after a previous page (its `next page: --before …` line).
+    #[arg(long)]
+    before: Option<String>,
+    /// At most this many decisions (default 100, at most 1000).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Print the server's JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,10 +308,17 @@ pub(crate) async fn cli(args: AdminArgs) -> anyhow::Result<()> {
     if token.is_empty() {
         bail!("{} is empty", token_file.display());
     }
+    let table = matches!(&command, AdminCommand::Decisions(args) if !args.json);
     let call = call(command)?;
     let answer = send(&url, token, call).await?;
-    let mut text = serde_json::to_string_pretty(&answer).context("failed to format the answer")?;
-    text.push('\n');
+    let text = if table {
+        super::table::decisions(&answer)
+    } else {
+        let mut text =
+            serde_json::to_string_pretty(&answer).context("failed to format the answer")?;
+        text.push('\n');
+        text
+    };
     use std::io::Write as _;
     std::io::stdout()
         .write_all(text.as_bytes())
@@ -353,6 +398,17 @@ fn call(command: AdminCommand) -> anyhow::Result<Call> {
             .query("action", action)
             .query("since", since)
             .query("limit", limit),
+        AdminCommand::Decisions(args) => Call::get(&["decisions"])
+            .query("email", args.email)
+            .query("user", args.user)
+            .query("device", args.device)
+            .query("decision", args.decision)
+            .query("application", args.application)
+            .query("reference", args.reference)
+            .query("since", args.since)
+            .query("until", args.until)
+            .query("before", args.before)
+            .query("limit", args.limit),
     })
 }
 

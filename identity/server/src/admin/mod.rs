@@ -32,6 +32,7 @@
 //! | `GET /policies` | | `{"policies":[…]}` without sources, newest first |
 //! | `POST /policy/explain` | see below | `{"decision","explanation",…}` |
 //! | `GET /audit?action=&since=&limit=` | | `{"events":[…]}` newest first |
+//! | `GET /decisions?user=&email=&device=&decision=&application=&reference=&since=&until=&before=&limit=` | | `{"decisions":[…],"next_cursor"}` newest first |
 //!
 //! Secrets (`secret`) appear only in the answer that creates them (`Cache-Control: no-store`).
 //! Routes are CIDRs (`10.0.0.0/8`, host bits zero, or a bare address) or hostnames
@@ -64,10 +65,23 @@
 //!
 //! `reason` is set on a deny: `no_application`, `no_policy_matched`, `authentication_required`,
 //! `service_auth_required` or `blocked`.
+//!
+//! # Decisions
+//! Access decisions edges reported (`POST /v1/decisions`), newest first by the edge's time,
+//! then by arrival. Every filter is optional and exact: `user` (user id), `email`, `device`
+//! (device id), `decision` (`allow`|`deny`), `application`, `reference` (the 16-hex-digit id of
+//! a deny page), `since` (Unix seconds, inclusive), `until` (Unix seconds, exclusive); `limit`
+//! 1 to 1000 (default 100). `next_cursor` is set when the page is full: pass it as `before` for
+//! the next page. Each decision is the edge's record (`at_ms`, `edge`, `reference`,
+//! `decision`, `kind`, `source_ip`, `device_id`, `user_id`, `email`, `destination`,
+//! `application`, `policy`, `reason`) plus `id`, `received_at_ms` and `token_id` (the edge
+//! service token that sent it).
 
 mod api;
 mod cli;
+mod decisions;
 mod policy;
+mod table;
 
 use crate::state::AppState;
 use axum::Router;
@@ -79,6 +93,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .merge(api::router())
         .merge(policy::router())
+        .merge(decisions::router())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             crate::http::REQUEST_TIMEOUT,
