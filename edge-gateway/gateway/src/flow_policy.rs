@@ -6,7 +6,9 @@
 //! source address ([`Access`](edge_core::access::Access)). Nothing matching is denied.
 
 use crate::access_state::SharedAccess;
+use crate::decision_audit::DecisionAudit;
 use edge_core::{Action, Decision, FlowPolicy, RulePolicy};
+use identity_claims::DecisionKind;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ pub(crate) struct EdgeFlowPolicy {
     /// The application front's TCP listeners.
     pub(crate) front: BTreeSet<SocketAddr>,
     pub(crate) access: Arc<SharedAccess>,
+    /// Where identity-policy decisions are recorded.
+    pub(crate) audit: Option<Arc<DecisionAudit>>,
 }
 
 impl FlowPolicy for EdgeFlowPolicy {
@@ -42,15 +46,23 @@ impl FlowPolicy for EdgeFlowPolicy {
             Protocol::Icmp => edge_policy::Protocol::Icmp,
             Protocol::Other(_) => return by_rule,
         };
-        let verdict = self.access.current().decide(
-            flow.src,
-            edge_policy::Target::Ip {
-                addr: flow.dst,
-                port: flow.dst_port,
-                protocol,
-            },
-            crate::app_front::policy_now(),
-        );
+        let target = edge_policy::Target::Ip {
+            addr: flow.dst,
+            port: flow.dst_port,
+            protocol,
+        };
+        let access = self.access.current();
+        let verdict = access.decide(flow.src, target, crate::app_front::policy_now());
+        if let Some(audit) = &self.audit {
+            audit.record_verdict(
+                &verdict,
+                access.device(flow.src),
+                DecisionKind::Flow,
+                flow.src,
+                target,
+                None,
+            );
+        }
         if verdict.allowed {
             allow
         } else {
@@ -90,6 +102,7 @@ include = [{ everyone = true }]
             rules,
             front: ["100.64.0.1:80".parse().expect("addr")].into(),
             access: Arc::new(SharedAccess::new(Some(set))),
+            audit: None,
         }
     }
 

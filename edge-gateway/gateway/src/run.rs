@@ -2,6 +2,7 @@
 
 use crate::access_state::SharedAccess;
 use crate::config::EdgeSettings;
+use crate::decision_audit::DecisionAudit;
 use crate::feed_peers::{wanted_peers, FeedPeers};
 use crate::flow_policy::EdgeFlowPolicy;
 use crate::live_flows::LiveFlows;
@@ -27,6 +28,11 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
     let file = &settings.file;
     let access = Arc::new(SharedAccess::new(settings.access_policy.clone()));
     let live = Arc::new(LiveFlows::default());
+    let edge_name = settings
+        .connectors
+        .as_ref()
+        .map_or_else(|| "edge".to_owned(), |c| c.name.clone());
+    let audit = DecisionAudit::start(settings.feed.as_ref(), edge_name);
     let front: BTreeSet<SocketAddr> = settings
         .connectors
         .iter()
@@ -46,6 +52,7 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
                 rules: settings.policy.clone(),
                 front,
                 access: access.clone(),
+                audit: Some(audit.clone()),
             }),
             flow_timeouts: FlowTimeouts::default(),
         },

@@ -92,6 +92,41 @@ fn feed_peers_identity_policy_and_revocation_closing_a_live_flow() -> anyhow::Re
             .run(&["python3", "-c", CONNECT_PROBE, DEST, &ECHO_PORT.to_string()])?;
     anyhow::ensure!(after.trim() == "timeout", "after revocation: {after}");
     stop(&mut flow);
+
+    // Every decision reached identity's audit: the refused port and the allowed flow, with
+    // who and which application.
+    let mut last = String::new();
+    let audited = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        last = world
+            .admin(&["decisions", "--json"])
+            .unwrap_or_else(|e| format!("{e:#}"));
+        last.contains("10.202.0.2:9001/tcp") && last.contains("10.202.0.2:9000/tcp")
+    });
+    anyhow::ensure!(audited, "decisions: {last}");
+    let decisions: serde_json::Value = serde_json::from_str(&last)?;
+    let find = |destination: &str, decision: &str| {
+        decisions["decisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["destination"] == destination && d["decision"] == decision)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let denied = find("10.202.0.2:9001/tcp", "deny");
+    anyhow::ensure!(
+        denied["email"] == "alice@example.com"
+            && denied["reason"] == "no application covers this address",
+        "{denied}"
+    );
+    let allowed = find("10.202.0.2:9000/tcp", "allow");
+    anyhow::ensure!(
+        allowed["email"] == "alice@example.com"
+            && allowed["application"] == "echo"
+            && allowed["policy"] == "alice"
+            && allowed["device_id"] == world.device_id.as_str(),
+        "{allowed}"
+    );
     Ok(())
 }
 
