@@ -172,3 +172,25 @@ fn transport(limits: &EdgeLimits) -> Result<TransportConfig, ConfigError> {
         .datagram_receive_buffer_size(Some(1024 * 1024));
     Ok(transport)
 }
+
+/// A QUIC endpoint on a UDP socket with large buffers (the WireGuard socket's setup: 7 MiB,
+/// forced past `net.core.rmem_max` when the process may). quinn's own bind keeps the 208 KiB
+/// default, which overflowed under a single bulk flow (receive-buffer drops become QUIC
+/// losses and shrink the congestion window).
+///
+/// # Errors
+/// The socket cannot be bound. Must be called inside a tokio runtime.
+pub fn endpoint(
+    addr: std::net::SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    let socket = wg_driver::udp::bind(addr, None)
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?
+        .into_std()?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}

@@ -223,7 +223,7 @@ impl Dialer {
         } else {
             (Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let endpoint = quinn::Endpoint::client(bind)?;
+        let endpoint = crate::config::endpoint(bind, None)?;
         Ok(Self {
             credential: Mutex::new(config.credential.clone()),
             routes: Mutex::new(config.routes.clone()),

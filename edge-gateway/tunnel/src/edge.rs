@@ -186,7 +186,7 @@ impl TunnelListener {
         verifier: Arc<dyn CredentialVerifier>,
         options: ListenerOptions,
     ) -> std::io::Result<Self> {
-        let endpoint = quinn::Endpoint::server(server_config, addr)?;
+        let endpoint = crate::config::endpoint(addr, Some(server_config))?;
         let (events, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
             options,
