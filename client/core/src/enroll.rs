@@ -60,6 +60,9 @@ pub struct Profile {
     /// Resolvers and search domains to use while the tunnel is up.
     #[serde(default)]
     pub dns: Vec<String>,
+    /// The tunnel MTU in bytes; `None` leaves it to the client (`gatehouse up`: 1280).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
 }
 
 /// One edge gateway.
@@ -139,7 +142,8 @@ pub enum EnrollError {
 
 /// Renders `profile` as a wg-quick file for the device key `private_key_b64`.
 ///
-/// `[Interface]` gets the key, every profile address and the DNS entries. One `[Peer]` is the
+/// `[Interface]` gets the key, every profile address, the DNS entries and the MTU if the
+/// profile sets one (a zero MTU is left out). One `[Peer]` is the
 /// edge named `edge` (default: the profile's first edge) with its key and endpoint,
 /// `AllowedIPs` = the routes that are IP prefixes or addresses (host-name routes are not
 /// WireGuard's business and are left out; no routes at all means `0.0.0.0/0, ::/0`), and
@@ -169,6 +173,7 @@ pub fn wg_quick_config(
     let config = WgQuickConfig {
         interface: InterfaceSection {
             dns,
+            mtu: profile.mtu.filter(|&mtu| mtu > 0),
             ..InterfaceSection::new(private_key, profile.addresses.clone())
         },
         peers: vec![peer],

@@ -41,6 +41,7 @@ fn profile() -> Profile {
             "fd00:1::/64".into(),
         ],
         dns: vec!["100.64.0.1".into(), "corp.example".into()],
+        mtu: None,
     }
 }
 
@@ -82,6 +83,51 @@ fn rendered_file_round_trips_with_the_first_edge_by_default() {
     );
     assert_eq!(peer.persistent_keepalive, Some(PERSISTENT_KEEPALIVE_SECS));
     assert_eq!(peer.persistent_keepalive, Some(25));
+}
+
+#[test]
+fn profile_from_identity_json_renders_addresses_edge_routes_dns_and_mtu() {
+    let json = format!(
+        r#"{{"addresses":["100.64.0.7/32","fd7a:115c::7/128"],
+            "edges":[{{"name":"test1","endpoint":"10.201.0.1:51820","public_key":"{}",
+                       "region":"local"}}],
+            "routes":["10.202.0.0/24","intranet.example.com"],"dns":["10.0.0.53"],
+            "mtu":1380,"future_field":true}}"#,
+        private(2).public_key().to_base64()
+    );
+    let profile: Profile = serde_json::from_str(&json).unwrap();
+
+    let config = parse(&wg_quick_config(&profile, &key(), None).unwrap()).unwrap();
+
+    assert_eq!(
+        config.interface.addresses,
+        nets(&["100.64.0.7/32", "fd7a:115c::7/128"])
+    );
+    assert_eq!(config.interface.mtu, Some(1380));
+    assert_eq!(
+        config.interface.dns,
+        vec![DnsEntry::Server("10.0.0.53".parse().unwrap())]
+    );
+    let peer = &config.peers[0];
+    assert_eq!(
+        peer.endpoint,
+        Some(Endpoint::Addr("10.201.0.1:51820".parse().unwrap()))
+    );
+    assert_eq!(peer.public_key, private(2).public_key());
+    assert_eq!(peer.allowed_ips, nets(&["10.202.0.0/24"]));
+}
+
+#[test]
+fn profile_without_mtu_leaves_it_to_the_client() {
+    let config = parse(&wg_quick_config(&profile(), &key(), None).unwrap()).unwrap();
+
+    assert_eq!(config.interface.mtu, None);
+    let zero = Profile {
+        mtu: Some(0),
+        ..profile()
+    };
+    let config = parse(&wg_quick_config(&zero, &key(), None).unwrap()).unwrap();
+    assert_eq!(config.interface.mtu, None);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `gatehouse up`: load the wg-quick file, create the TUN, route, and run the tunnel.
+//! `gatehouse up`: load the wg-quick file, create the TUN, route, and run the tunnel. `gatehouse
+//! connect` writes the file from identity's profile and comes here too.
 
 use anyhow::{bail, Context as _};
 use client::{os, paths, tunnel};
@@ -20,19 +21,19 @@ const DEFAULT_MTU: u16 = 1280;
 pub(crate) struct UpArgs {
     /// A wg-quick configuration file.
     #[arg(long, short, env = "GATEHOUSE_CONFIG")]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// The TUN interface name (at most 15 characters).
     #[arg(long, short, default_value = "gatehouse0", env = "GATEHOUSE_INTERFACE")]
-    interface: String,
+    pub(crate) interface: String,
     /// Route everything except these prefixes through the tunnel (split exclude).
     #[arg(long = "exclude")]
-    exclude: Vec<IpNet>,
+    pub(crate) exclude: Vec<IpNet>,
     /// Detach and run as a background service; returns once the tunnel is configured.
     #[arg(long)]
-    background: bool,
+    pub(crate) background: bool,
     /// Log file for --background (default /var/log/gatehouse-<interface>.log).
     #[arg(long)]
-    log_file: Option<PathBuf>,
+    pub(crate) log_file: Option<PathBuf>,
 }
 
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {

@@ -10,6 +10,8 @@ mod device;
 mod enroll;
 mod loopback;
 
+pub(crate) use enroll::describe_error;
+
 use anyhow::{bail, Context as _};
 use oauth2::basic::BasicErrorResponse;
 use oauth2::url::Url;
@@ -54,6 +56,7 @@ struct Endpoints {
     token: TokenUrl,
     device_authorization: DeviceAuthorizationUrl,
     enroll: Url,
+    profile: Url,
 }
 
 pub(crate) fn login(args: LoginArgs) -> anyhow::Result<()> {
@@ -80,10 +83,7 @@ async fn run(
     args: LoginArgs,
     open: &dyn Fn(&str, Option<&str>),
 ) -> anyhow::Result<String> {
-    let state_dir = match args.state_dir {
-        Some(dir) => dir,
-        None => enroll::default_state_dir()?,
-    };
+    let state_dir = crate::state::dir_or_default(args.state_dir)?;
     let access_token = if args.browser {
         loopback::sign_in(http, endpoints, open).await?
     } else {
@@ -126,8 +126,17 @@ impl Endpoints {
                 "oauth/device_authorization",
             )?),
             enroll: join("v1/enroll")?,
+            profile: join("v1/profile")?,
         })
     }
+}
+
+/// identity's `GET /v1/profile` under `base` (warns like `login` about plain http).
+///
+/// # Errors
+/// `base` is not an http(s) URL.
+pub(crate) fn profile_url(base: &Url) -> anyhow::Result<Url> {
+    Ok(Endpoints::new(base)?.profile)
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -229,6 +238,10 @@ mod endpoint_tests {
         assert_eq!(
             endpoints.enroll.as_str(),
             "https://id.example.com/gh/v1/enroll"
+        );
+        assert_eq!(
+            endpoints.profile.as_str(),
+            "https://id.example.com/gh/v1/profile"
         );
     }
 

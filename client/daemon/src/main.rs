@@ -1,9 +1,13 @@
 //! `gatehouse`: the Gatehouse client for desktops. Signs in and enrolls the device at identity
-//! (`login`), brings a WireGuard tunnel up from a wg-quick file, routes full or split, and serves
-//! the WireGuard UAPI so `wg show` works.
+//! (`login`), brings a WireGuard tunnel up from identity's profile (`connect`) or a wg-quick file
+//! (`up`), routes full or split, serves the WireGuard UAPI so `wg show` works, and shows the
+//! login and the tunnel (`status`).
 
+mod cli_connect;
+mod cli_status;
 mod cli_up;
 mod login;
+mod state;
 mod uapi_client;
 
 use anyhow::{bail, Context as _};
@@ -22,18 +26,20 @@ struct Cli {
 enum Command {
     /// Sign in at identity, enroll this device and write its tunnel configuration.
     Login(login::LoginArgs),
-    /// Bring the tunnel up (needs CAP_NET_ADMIN). Runs in the foreground unless --background.
+    /// Fetch this device's profile from identity and bring the tunnel up with it (needs
+    /// CAP_NET_ADMIN). Runs in the foreground unless --background.
+    Connect(cli_connect::ConnectArgs),
+    /// Bring the tunnel up from a wg-quick file (needs CAP_NET_ADMIN). Runs in the foreground
+    /// unless --background.
     Up(cli_up::UpArgs),
     /// Take a running tunnel down.
     Down {
         #[arg(long, short, default_value = "gatehouse0", env = "GATEHOUSE_INTERFACE")]
         interface: String,
     },
-    /// Show the tunnel's peers, handshakes and transfer counters.
-    Status {
-        #[arg(long, short, default_value = "gatehouse0", env = "GATEHOUSE_INTERFACE")]
-        interface: String,
-    },
+    /// Show the login (user, device, edge, posture) and the tunnel's peers, handshakes and
+    /// transfer counters.
+    Status(cli_status::StatusArgs),
     /// Print the running tunnel's configuration as a wg-quick file (contains the private key).
     Export {
         #[arg(long, short, default_value = "gatehouse0", env = "GATEHOUSE_INTERFACE")]
@@ -59,13 +65,10 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Login(args) => login::login(args),
+        Command::Connect(args) => cli_connect::connect(args),
         Command::Up(args) => cli_up::up(args),
         Command::Down { interface } => down(&interface),
-        Command::Status { interface } => {
-            let text = uapi_client::get(&paths::uapi_socket(&interface))
-                .with_context(|| format!("interface {interface} is not up"))?;
-            wg_driver::process::write_stdout(&uapi_client::render_status(&interface, &text))
-        }
+        Command::Status(args) => cli_status::status(args),
         Command::Export { interface } => {
             let path = paths::running_config(&interface);
             let text = std::fs::read_to_string(&path).with_context(|| {

@@ -5,20 +5,15 @@
 //! replaced atomically. Nothing is written unless identity accepted the key and its profile
 //! renders.
 
+use crate::state;
 use anyhow::{bail, Context as _};
-use client_core::enroll::{
-    wg_quick_config, DeviceToken, EnrollRequest, EnrollResponse, Posture, Profile,
-};
+use client_core::device_state::{DeviceState, STATE_VERSION};
+use client_core::enroll::{wg_quick_config, EnrollRequest, EnrollResponse, Posture};
 use oauth2::reqwest::header::{ACCEPT, CONTENT_TYPE};
 use oauth2::url::Url;
 use oauth2::AccessToken;
-use serde::Serialize;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// Version of `device.json`'s layout; bumped with a migration when it changes.
-const STATE_VERSION: u32 = 1;
 /// How much of a failed answer's body is shown: enough for an error text, not a page.
 const MAX_SHOWN_BODY: usize = 512;
 
@@ -28,17 +23,6 @@ pub(super) struct Options {
     pub(super) edge: Option<String>,
     pub(super) state_dir: PathBuf,
     pub(super) identity: Url,
-}
-
-/// `device.json`.
-#[derive(Serialize)]
-struct DeviceState<'a> {
-    version: u32,
-    identity: &'a str,
-    device_id: &'a str,
-    device_token: &'a DeviceToken,
-    public_key: &'a str,
-    profile: &'a Profile,
 }
 
 /// Enrolls a new key with `access_token`, writes the state files, and returns the result line.
@@ -54,6 +38,7 @@ pub(super) async fn enroll(
         public_key: public_key.clone(),
         posture: posture(options.hostname),
     };
+    let reported = request.posture.clone();
     let body = serde_json::to_vec(&request).context("failed to encode the enroll request")?;
     let answer = http
         .post(url.clone())
@@ -89,20 +74,17 @@ pub(super) async fn enroll(
 
     let state = DeviceState {
         version: STATE_VERSION,
-        identity: options.identity.as_str(),
-        device_id: &enrolled.device_id,
-        device_token: &enrolled.device_token,
-        public_key: &public_key,
-        profile: &enrolled.profile,
+        identity: options.identity.as_str().to_owned(),
+        device_id: enrolled.device_id.clone(),
+        device_token: enrolled.device_token,
+        public_key,
+        profile: enrolled.profile.clone(),
+        edge: options.edge,
+        posture: Some(reported),
+        enrolled_at: Some(state::unix_now()),
+        profile_updated_at: None,
     };
-    let mut state_json =
-        serde_json::to_vec_pretty(&state).context("failed to encode device.json")?;
-    state_json.push(b'\n');
-    let dir = &options.state_dir;
-    create_private_dir(dir)?;
-    let config_path = dir.join("gatehouse.conf");
-    write_private(&dir.join("device.json"), &state_json)?;
-    write_private(&config_path, config.as_bytes())?;
+    let config_path = state::save(&options.state_dir, &state, &config)?;
     tracing::info!("device enrolled");
     tracing::debug!(device = %enrolled.device_id, "enrollment stored");
 
@@ -118,20 +100,6 @@ pub(super) async fn enroll(
         addresses.join(","),
         config_path.display()
     ))
-}
-
-/// `$XDG_STATE_HOME/gatehouse`, else `~/.local/state/gatehouse` (XDG Base Directory spec: a
-/// relative `XDG_STATE_HOME` is invalid and ignored).
-pub(super) fn default_state_dir() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {
-        if dir.is_absolute() {
-            return Ok(dir.join("gatehouse"));
-        }
-    }
-    match std::env::var_os("HOME").map(PathBuf::from) {
-        Some(home) if home.is_absolute() => Ok(home.join(".local/state/gatehouse")),
-        _ => bail!("neither XDG_STATE_HOME nor HOME is set: pass --state-dir"),
-    }
 }
 
 /// What this machine reports to identity.
@@ -168,7 +136,7 @@ fn c_field(field: &[libc::c_char]) -> String {
 }
 
 /// identity's `{"error","error_description"}`, else the start of the body, terminal-safe.
-fn describe_error(body: &[u8]) -> String {
+pub(crate) fn describe_error(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct ErrorAnswer {
         error: String,
@@ -194,35 +162,6 @@ fn describe_error(body: &[u8]) -> String {
     }
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("failed to create {}", dir.display()))
-}
-
-/// Replaces `path` with `bytes` atomically, readable by the owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // `mode` applies only when the file is created; a leftover keeps its own.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().with_context(|| format!("failed to write {}", path.display()))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -245,23 +184,6 @@ mod tests {
         assert!(shown.starts_with(" [2Jbad gateway "), "{shown}");
         assert_eq!(shown.len(), MAX_SHOWN_BODY);
         assert_eq!(describe_error(b""), "no details");
-    }
-
-    #[test]
-    fn state_files_are_private() {
-        let dir = std::env::temp_dir().join(format!("gatehouse-login-test-{}", std::process::id()));
-        let nested = dir.join("state");
-
-        create_private_dir(&nested).unwrap();
-        write_private(&nested.join("f"), b"one").unwrap();
-        write_private(&nested.join("f"), b"two").unwrap();
-
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&nested), 0o700);
-        assert_eq!(mode(&nested.join("f")), 0o600);
-        assert_eq!(std::fs::read(nested.join("f")).unwrap(), b"two");
-        assert!(!nested.join("f.tmp").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

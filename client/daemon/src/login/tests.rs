@@ -240,6 +240,9 @@ fn check_enrollment(fake: &Fake, dir: &Path, line: &str) {
     assert_eq!(state["device_token"], "device-session-jwt");
     assert_eq!(state["public_key"], request.public_key.as_str());
     assert_eq!(state["profile"]["edges"][0]["name"], "fra");
+    assert_eq!(state["posture"]["hostname"], "test-host");
+    assert_eq!(state["posture"]["os"], std::env::consts::OS);
+    assert!(state["enrolled_at"].as_u64().unwrap() > 0);
 
     let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(dir.to_owned()), 0o700);
