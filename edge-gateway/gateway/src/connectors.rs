@@ -84,6 +84,8 @@ impl Connectors {
         feed_keys: Option<&Jwks>,
         access: Arc<crate::access_state::SharedAccess>,
         live: Arc<LiveFlows>,
+        assertions: Option<Arc<crate::assertions::AssertionCache>>,
+        audit: Arc<crate::decision_audit::DecisionAudit>,
     ) -> anyhow::Result<Self> {
         let verifier = Arc::new(JwtVerifier::new(
             settings.issuer.clone(),
@@ -141,6 +143,8 @@ impl Connectors {
             listener.clone(),
             access,
             live,
+            assertions,
+            audit,
             next_request.clone(),
         ));
         tasks.extend(crate::app_front::start(

@@ -19,14 +19,6 @@
 //! upload is tested against the real identity server in-process (`identity` is a
 //! dev-dependency), which checks the request shape against the handler that parses it.
 
-#![cfg_attr(
-    not(test),
-    allow(
-        dead_code,
-        reason = "the data path (flow_policy, app_front) and run.rs call these once wired"
-    )
-)]
-
 use crate::identity_feed::FeedSource;
 use edge_core::access::Verdict;
 use edge_policy::{Protocol, Target};
@@ -101,6 +93,7 @@ impl DecisionAudit {
     }
 
     /// The edge name records carry.
+    #[cfg(test)]
     pub(crate) fn edge(&self) -> &str {
         &self.edge
     }

@@ -3,6 +3,7 @@
 
 mod access_state;
 mod app_front;
+mod assertions;
 mod ca_init;
 mod client_config;
 mod config;

@@ -98,6 +98,10 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         access.update_from_replica(replica);
         feed_peers.publish(wanted_peers(replica));
     }
+    let assertions = settings
+        .feed
+        .as_ref()
+        .map(|source| Arc::new(crate::assertions::AssertionCache::new(source)));
     let connectors = match &settings.connectors {
         Some(connector_settings) => Some(crate::connectors::Connectors::start(
             connector_settings,
@@ -105,6 +109,8 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
             replica.as_ref().map(|r| r.signing_keys()),
             access.clone(),
             live.clone(),
+            assertions.clone(),
+            audit.clone(),
         )?),
         None => None,
     };
@@ -122,6 +128,9 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
                 );
                 if let Some(keys) = &keys {
                     keys.set_feed_keys(update.replica.signing_keys());
+                }
+                if let Some(assertions) = &assertions {
+                    assertions.apply_feed(&update);
                 }
                 access.update_from_replica(update.replica);
                 let closed = live.recheck(&access.current(), crate::app_front::policy_now());

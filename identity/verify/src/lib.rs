@@ -40,10 +40,10 @@ pub const DEFAULT_HEADER: &str = "Gatehouse-Assertion";
 /// Where identity serves its public keys, relative to its `public_url` (the issuer).
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-/// The shortest time between two key refetches caused by unknown key ids. Identity publishes a
-/// new key well before it signs with it (docs/identity-api.md, "Tokens identity signs"), so one
-/// refetch per rotation suffices; the bound keeps tokens with made-up `kid`s from turning every
-/// request into a JWKS download.
+/// The shortest time between two key refetches caused by unknown key ids. Identity serves a
+/// new key in its JWKS from the moment it signs with it and rotates every 7 days by default
+/// (docs/identity-api.md, "Tokens identity signs"), so one refetch per rotation suffices; the
+/// bound keeps tokens with made-up `kid`s from turning every request into a JWKS download.
 pub const MIN_REFRESH_INTERVAL_SECS: u64 = 30;
 
 /// Checks application assertions for one application.

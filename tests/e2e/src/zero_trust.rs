@@ -33,12 +33,39 @@ pub struct ZeroTrust {
     pub topo: Topology,
 }
 
+/// What [`ZeroTrust::with_edge`] adds to the deployment.
+pub struct EdgeExtra {
+    /// Appended to the edge's config, after its `[identity]` section.
+    pub config: String,
+    /// The client's `AllowedIPs` towards the edge, e.g. `10.202.0.0/24, 100.64.0.1/32`.
+    pub client_routes: String,
+}
+
 impl ZeroTrust {
     /// Builds the deployment with `policy` (an edge-policy TOML file) applied.
     ///
     /// # Errors
     /// Any step failing, with the logs that explain it.
     pub fn new(label: &str, policy: &str) -> anyhow::Result<ZeroTrust> {
+        Self::with_edge(label, policy, |_| {
+            Ok(EdgeExtra {
+                config: String::new(),
+                client_routes: "10.202.0.0/24".to_owned(),
+            })
+        })
+    }
+
+    /// Like [`new`](Self::new); `extra` runs once identity is up and the device enrolled, just
+    /// before the edge starts (e.g. to write a PKI for `[connectors]`), and says what to append
+    /// to the edge's config and which routes the client sends through the tunnel.
+    ///
+    /// # Errors
+    /// Any step failing, with the logs that explain it.
+    pub fn with_edge(
+        label: &str,
+        policy: &str,
+        extra: impl FnOnce(&Topology) -> anyhow::Result<EdgeExtra>,
+    ) -> anyhow::Result<ZeroTrust> {
         let topo = Topology::new(label)?;
         let state = topo.dir.join("identity-state");
         let state_text = state.to_string_lossy().to_string();
@@ -72,13 +99,15 @@ impl ZeroTrust {
             .with_context(|| format!("enrollment; identity log:\n{}", identity.log()))?;
 
         let policy_file = topo.dir.write("access-policy.toml", policy)?;
+        let extra = extra(&topo)?;
         let edge_config = format!(
             "private_key = \"{}\"\nlisten = \"0.0.0.0:51820\"\ninterface = \"{}\"\n\
              address = [\"100.64.0.1/10\"]\n\n[identity]\nurl = \"{base}\"\n\
-             token_file = \"{}\"\n",
+             token_file = \"{}\"\n{}",
             topo.edge_private,
             topo.edge_tun,
-            state.join("edge.token").display()
+            state.join("edge.token").display(),
+            extra.config
         );
         let edge_path = topo.dir.write("edge.toml", edge_config)?;
         admin_in(
@@ -89,7 +118,7 @@ impl ZeroTrust {
         let mut edge = topo.start_edge(&edge_path)?;
         edge.wait_for_log("identity peers applied", Duration::from_secs(15))
             .with_context(|| format!("identity log:\n{}", identity.log()))?;
-        let client = topo.start_client(&topo.write_client_config("10.202.0.0/24")?, &[])?;
+        let client = topo.start_client(&topo.write_client_config(&extra.client_routes)?, &[])?;
         Ok(ZeroTrust {
             client,
             edge,
@@ -98,6 +127,11 @@ impl ZeroTrust {
             device_id,
             topo,
         })
+    }
+
+    /// Identity's base URL, reachable from inside the edge namespace.
+    pub fn identity_url(&self) -> String {
+        identity_url()
     }
 
     /// Runs `gatehouse-identity admin ARGS` (JSON output) against this identity.
@@ -109,8 +143,13 @@ impl ZeroTrust {
     }
 }
 
+/// Identity's base URL on the edge namespace's loopback.
+pub fn identity_url() -> String {
+    format!("http://127.0.0.1:{IDENTITY_PORT}")
+}
+
 fn admin_in(topo: &Topology, state: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
-    let url = format!("http://127.0.0.1:{IDENTITY_PORT}");
+    let url = identity_url();
     let token = state.join("admin.token").to_string_lossy().to_string();
     let binary = bin("gatehouse-identity").to_string_lossy().to_string();
     let mut command = vec![

@@ -4,7 +4,8 @@
 //! hyper parses the client's keep-alive connection (framing, chunked bodies, `Expect`,
 //! pipelining) so that every request is seen and decided on its own; an allowed request is
 //! written by hyper's client onto a fresh `Http` flow stream (the connector reads its head,
-//! matches its ingress rule by path and adds the identity assertion) and the response streams
+//! matches its ingress rule by path and adds the application assertion the edge put in the
+//! stream header, when identity gave one: [`crate::assertions`]) and the response streams
 //! back. Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded either way. Upgrades
 //! (WebSocket) are not proxied yet: `Upgrade` is hop-by-hop and dropped.
 
@@ -18,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use identity_claims::DecisionKind;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tunnel::edge::PickedOpenError;
 use tunnel::Target;
-use tunnel_proto::{Destination, Protocol, StreamHeader};
+use tunnel_proto::{Assertion, Destination, Protocol, StreamHeader};
 
 /// A client must send a whole request head within this time (slowloris bound).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,6 +92,17 @@ async fn handle(
     let path = request.uri().path().to_owned();
     let access = context.access.current();
     let verdict = access.decide_http(client.ip(), &host, &path, policy_now());
+    context.audit.record_verdict(
+        &verdict,
+        access.device(client.ip()),
+        DecisionKind::Http,
+        client.ip(),
+        edge_policy::Target::Http {
+            host: &host,
+            path: &path,
+        },
+        (!verdict.allowed).then(|| reference.to_string()),
+    );
     if !verdict.allowed {
         tracing::info!(
             %reference,
@@ -116,6 +129,16 @@ async fn handle(
             reference,
         );
     }
+    let assertion = match (
+        &context.assertions,
+        &verdict.device_id,
+        &verdict.application,
+    ) {
+        (Some(cache), Some(device), Some(application)) => {
+            cache.assertion(device, application).await.map(Assertion)
+        }
+        _ => None,
+    };
     let header = StreamHeader {
         request_id: context.request_id(),
         protocol: Protocol::Http,
@@ -124,8 +147,7 @@ async fn handle(
             port: local.port(),
         },
         source: Some(client),
-        // The application assertion comes with identity-issued assertions (issue 5).
-        assertion: None,
+        assertion,
     };
     let request_id = header.request_id.0;
     let target = Target::Host {

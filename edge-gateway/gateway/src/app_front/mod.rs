@@ -6,8 +6,10 @@
 //! - **HTTP** ([`http`], default port 80 of the edge's first tunnel address): every request on
 //!   a keep-alive connection is parsed (hyper), decided on its own with the access policy (the
 //!   device behind the source address, `Host`, path, now) and, when allowed, sent to a
-//!   connector that serves the host on a stream of its own (protocol `Http`). Denied requests
-//!   get a 403 page with a reference id; the connection stays usable.
+//!   connector that serves the host on a stream of its own (protocol `Http`), with the
+//!   application assertion for the device's user ([`crate::assertions`]) in the stream header
+//!   for the connector to pass to the origin. Denied requests get a 403 page with a reference
+//!   id; the connection stays usable.
 //! - **TLS** ([`tls`], default port 443): the edge reads the ClientHello (rustls's `Acceptor`
 //!   parses it), decides on the SNI name with path `/` (applications scoped to a narrower path
 //!   never match a TLS flow: the edge cannot see paths inside TLS) and passes the whole TLS
@@ -19,6 +21,8 @@ pub(crate) mod pages;
 pub(crate) mod tls;
 
 use crate::access_state::SharedAccess;
+use crate::assertions::AssertionCache;
+use crate::decision_audit::DecisionAudit;
 use crate::live_flows::LiveFlows;
 use anyhow::Context as _;
 use std::net::SocketAddr;
@@ -39,6 +43,10 @@ pub(crate) struct FrontContext {
     pub(crate) access: Arc<SharedAccess>,
     /// Requests and TLS flows in progress, closed when no longer allowed.
     pub(crate) live: Arc<LiveFlows>,
+    /// Application assertions for allowed requests; `None` without `[identity]`.
+    pub(crate) assertions: Option<Arc<AssertionCache>>,
+    /// Where every request and TLS decision is recorded.
+    pub(crate) audit: Arc<DecisionAudit>,
     next_request: Arc<AtomicU64>,
 }
 
@@ -47,12 +55,16 @@ impl FrontContext {
         listener: Arc<TunnelListener>,
         access: Arc<SharedAccess>,
         live: Arc<LiveFlows>,
+        assertions: Option<Arc<AssertionCache>>,
+        audit: Arc<DecisionAudit>,
         next_request: Arc<AtomicU64>,
     ) -> Self {
         Self {
             listener,
             access,
             live,
+            assertions,
+            audit,
             next_request,
         }
     }

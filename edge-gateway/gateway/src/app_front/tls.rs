@@ -4,6 +4,7 @@
 use super::pages::{normalize_host, Reference};
 use super::{accept_failed, policy_now, FrontContext, OPEN_STREAM_TIMEOUT};
 use crate::live_flows::FlowTarget;
+use identity_claims::DecisionKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,17 @@ async fn flow(mut tcp: TcpStream, client: SocketAddr, context: Arc<FrontContext>
     };
     let access = context.access.current();
     let verdict = access.decide(client.ip(), target, policy_now());
+    context.audit.record_verdict(
+        &verdict,
+        access.device(client.ip()),
+        DecisionKind::Tls,
+        client.ip(),
+        edge_policy::Target::Http {
+            host: &host,
+            path: "",
+        },
+        (!verdict.allowed).then(|| reference.to_string()),
+    );
     if !verdict.allowed {
         tracing::info!(
             %reference,
