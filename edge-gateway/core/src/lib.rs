@@ -9,6 +9,7 @@
 pub mod access;
 mod edge;
 mod flows;
+pub mod http_host;
 mod policy;
 
 pub use edge::{Edge, EdgeConfig, EdgeDrop, EdgeEvent, EdgePeer, FromPeer};

@@ -9,10 +9,11 @@
 //! back. Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded either way. Upgrades
 //! (WebSocket) are not proxied yet: `Upgrade` is hop-by-hop and dropped.
 
-use super::pages::{request_host, Page, Reference};
+use super::pages::{Page, Reference};
 use super::{accept_failed, policy_now, FrontContext, OPEN_STREAM_TIMEOUT};
 use crate::live_flows::FlowTarget;
 use bytes::Bytes;
+use edge_core::http_host::request_host;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;

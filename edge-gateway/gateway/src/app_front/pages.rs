@@ -1,10 +1,8 @@
-//! The pure parts of the application front: the host a request names, reference ids, and the
-//! pages the edge answers with itself (denied, no connector, bad request).
+//! The pure parts of the application front: reference ids, and the pages the edge answers with
+//! itself (denied, no connector, bad request). The host a request names is
+//! [`edge_core::http_host`].
 
 use std::fmt;
-
-/// The longest host name (RFC 1035 §2.3.4, as the tunnel protocol bounds it).
-const MAX_HOST_LEN: usize = 253;
 
 /// A random id shown on the edge's own pages and logged with the decision, so a person who was
 /// refused can quote it and an admin can find the log line.
@@ -21,44 +19,6 @@ impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}", self.0)
     }
-}
-
-/// The host a request is for, from its `Host` header (or the authority of an absolute-form
-/// target, which takes precedence as RFC 9112 §3.2.2 says): lowercased, without port and
-/// trailing dot. `None` when absent or not a DNS name (IP literals and odd bytes included: the
-/// front serves hostname routes only).
-pub(crate) fn request_host(authority: Option<&str>, host_header: Option<&[u8]>) -> Option<String> {
-    let raw = match authority {
-        Some(authority) => authority,
-        None => std::str::from_utf8(host_header?).ok()?,
-    };
-    normalize_host(raw)
-}
-
-/// `raw` (`Name.Example:8080`, `name.example.`) as a lowercase DNS name without port or
-/// trailing dot; `None` if it is not one.
-pub(crate) fn normalize_host(raw: &str) -> Option<String> {
-    let raw = raw.trim();
-    let name = match raw.rsplit_once(':') {
-        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
-        Some(_) => return None,
-        None => raw,
-    };
-    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-    let valid = !name.is_empty()
-        && name.len() <= MAX_HOST_LEN
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        // A dotted quad is an address, not a name.
-        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    valid.then_some(name)
 }
 
 /// What the edge answers itself.
@@ -136,49 +96,6 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_are_normalized() {
-        assert_eq!(
-            normalize_host("App.Example:8080").as_deref(),
-            Some("app.example")
-        );
-        assert_eq!(
-            normalize_host("app.example.").as_deref(),
-            Some("app.example")
-        );
-        assert_eq!(normalize_host("localhost").as_deref(), Some("localhost"));
-        for bad in [
-            "",
-            ":80",
-            "app.example:",
-            "app.example:x",
-            "a..b",
-            "-a.b",
-            "10.0.0.1",
-            "[::1]",
-            "a b",
-            "app.example:80:80",
-            "é.example",
-        ] {
-            assert_eq!(normalize_host(bad), None, "{bad:?}");
-        }
-        assert_eq!(normalize_host(&"a".repeat(64)), None);
-    }
-
-    #[test]
-    fn the_absolute_form_authority_wins_over_the_header() {
-        assert_eq!(
-            request_host(Some("a.example"), Some(b"b.example")).as_deref(),
-            Some("a.example")
-        );
-        assert_eq!(
-            request_host(None, Some(b"b.example")).as_deref(),
-            Some("b.example")
-        );
-        assert_eq!(request_host(None, Some(b"\xff")), None);
-        assert_eq!(request_host(None, None), None);
-    }
 
     #[test]
     fn pages_carry_status_reference_and_escaped_text() {

@@ -1,9 +1,10 @@
 //! The TLS side of the application front: a decision on the ClientHello's SNI name, then the
 //! whole TLS connection passed through to a connector (the edge holds no keys for it).
 
-use super::pages::{normalize_host, Reference};
+use super::pages::Reference;
 use super::{accept_failed, policy_now, FrontContext, OPEN_STREAM_TIMEOUT};
 use crate::live_flows::FlowTarget;
+use edge_core::http_host::normalize_host;
 use identity_claims::DecisionKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
