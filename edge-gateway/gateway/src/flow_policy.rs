@@ -7,13 +7,15 @@
 
 use crate::access_state::SharedAccess;
 use crate::decision_audit::DecisionAudit;
+use crate::live_flows::FlowTarget;
 use edge_core::{Action, Decision, FlowPolicy, RulePolicy};
 use identity_claims::DecisionKind;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use wire::{FlowKey, Protocol};
 
+#[derive(Clone)]
 pub(crate) struct EdgeFlowPolicy {
     pub(crate) rules: RulePolicy,
     /// The application front's TCP listeners.
@@ -21,6 +23,45 @@ pub(crate) struct EdgeFlowPolicy {
     pub(crate) access: Arc<SharedAccess>,
     /// Where identity-policy decisions are recorded.
     pub(crate) audit: Option<Arc<DecisionAudit>>,
+}
+
+impl EdgeFlowPolicy {
+    /// Whether a live flow the edge terminates (connector TCP/UDP, front request, TLS) is
+    /// still allowed: an IP flow as a new flow from `peer` would be decided, a request or TLS
+    /// flow by identity's policy (the front decides those alone).
+    pub(crate) fn still_allows(&self, peer: &str, source: IpAddr, target: &FlowTarget) -> bool {
+        match target {
+            FlowTarget::Ip {
+                addr,
+                port,
+                protocol,
+            } => {
+                let protocol = match protocol {
+                    edge_policy::Protocol::Tcp => Protocol::Tcp,
+                    edge_policy::Protocol::Udp => Protocol::Udp,
+                    edge_policy::Protocol::Icmp => Protocol::Icmp,
+                };
+                let flow = FlowKey {
+                    protocol,
+                    src: source,
+                    src_port: 0,
+                    dst: *addr,
+                    dst_port: *port,
+                };
+                self.decide(peer, &flow).action == Action::Allow
+            }
+            FlowTarget::Http { .. } => {
+                self.access
+                    .current()
+                    .decide(
+                        source,
+                        target.as_policy_target(),
+                        crate::app_front::policy_now(),
+                    )
+                    .allowed
+            }
+        }
+    }
 }
 
 impl FlowPolicy for EdgeFlowPolicy {
@@ -115,6 +156,48 @@ include = [{ everyone = true }]
         assert_eq!(decide(flow("100.64.0.1", 80, Protocol::Tcp)), Action::Allow);
         assert_eq!(decide(flow("100.64.0.1", 80, Protocol::Udp)), Action::Deny);
         assert_eq!(decide(flow("10.8.0.1", 53, Protocol::Udp)), Action::Deny);
+    }
+
+    #[test]
+    fn live_flows_a_file_rule_allows_stay_allowed_without_identity_policy() {
+        // The regression: connector flows allowed by `[[policy]]` were closed on every feed
+        // message because the recheck asked identity's policy alone.
+        let allow_all = RulePolicy {
+            rules: vec![edge_core::Rule {
+                action: Action::Allow,
+                peers: vec![],
+                destinations: vec![],
+                protocol: None,
+                ports: None,
+            }],
+        };
+        let policy = EdgeFlowPolicy {
+            access: Arc::new(SharedAccess::new(None)),
+            ..edge_policy(allow_all)
+        };
+        let source = "100.64.0.2".parse().expect("ip");
+        let tcp = FlowTarget::Ip {
+            addr: "10.99.0.5".parse().expect("ip"),
+            port: 8080,
+            protocol: edge_policy::Protocol::Tcp,
+        };
+        assert!(policy.still_allows("peer", source, &tcp));
+        let request = FlowTarget::Http {
+            host: "app.test".to_owned(),
+            path: "/".to_owned(),
+        };
+        assert!(
+            !policy.still_allows("peer", source, &request),
+            "requests answer to identity's policy only"
+        );
+        let identity_only = edge_policy(RulePolicy::default());
+        let db = FlowTarget::Ip {
+            addr: "10.9.0.7".parse().expect("ip"),
+            port: 5432,
+            protocol: edge_policy::Protocol::Tcp,
+        };
+        assert!(identity_only.still_allows("peer", source, &db));
+        assert!(!identity_only.still_allows("peer", source, &tcp));
     }
 
     #[test]

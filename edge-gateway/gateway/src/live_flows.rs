@@ -6,8 +6,7 @@
 //! update the driver calls [`LiveFlows::recheck`], which decides each entry again and cancels
 //! those now denied: the task then resets its client connection at once.
 
-use edge_core::access::Access;
-use edge_policy::{Protocol, Target, UnixTime};
+use edge_policy::{Protocol, Target};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +26,7 @@ pub(crate) enum FlowTarget {
 }
 
 impl FlowTarget {
-    fn as_policy_target(&self) -> Target<'_> {
+    pub(crate) fn as_policy_target(&self) -> Target<'_> {
         match self {
             Self::Ip {
                 addr,
@@ -82,15 +81,13 @@ impl LiveFlows {
         }
     }
 
-    /// Decides every live flow again with `access`; cancels and forgets the denied ones.
-    /// Returns how many were closed.
-    pub(crate) fn recheck(&self, access: &Access, now: UnixTime) -> usize {
+    /// Decides every live flow again with `allowed` (the same decision a new flow gets);
+    /// cancels and forgets the denied ones. Returns how many were closed.
+    pub(crate) fn recheck(&self, allowed: impl Fn(IpAddr, &FlowTarget) -> bool) -> usize {
         let mut entries = self.entries();
         let before = entries.len();
         entries.retain(|_, entry| {
-            let allowed = access
-                .decide(entry.source, entry.target.as_policy_target(), now)
-                .allowed;
+            let allowed = allowed(entry.source, &entry.target);
             if !allowed {
                 entry.cancel.cancel();
             }
@@ -125,6 +122,8 @@ impl Drop for LiveFlow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edge_core::access::Access;
+    use edge_policy::UnixTime;
 
     fn policy(host: &str) -> Access {
         let text = format!(
@@ -146,7 +145,13 @@ mod tests {
         };
         let a = flows.register(source, target("a.test"));
         let b = flows.register(source, target("b.test"));
-        assert_eq!(flows.recheck(&policy("a.test"), UnixTime(0)), 1);
+        let access = policy("a.test");
+        let decide = |source: IpAddr, target: &FlowTarget| {
+            access
+                .decide(source, target.as_policy_target(), UnixTime(0))
+                .allowed
+        };
+        assert_eq!(flows.recheck(decide), 1);
         assert_eq!(flows.len(), 1);
         tokio::time::timeout(std::time::Duration::from_secs(1), b.closed())
             .await

@@ -8,6 +8,7 @@ use crate::flow_policy::EdgeFlowPolicy;
 use crate::live_flows::LiveFlows;
 use anyhow::Context as _;
 use edge_core::{Action, Edge, EdgeConfig, EdgeDrop, EdgeEvent, FlowTimeouts, FromPeer};
+use identity_claims::feed::Applied;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,24 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         .flat_map(|c| c.http_listen.iter().chain(&c.tls_listen))
         .copied()
         .collect();
+    // The same decisions for live flows the edge terminates, when identity's feed changes
+    // (without recording them again).
+    let recheck_policy = EdgeFlowPolicy {
+        rules: settings.policy.clone(),
+        front,
+        access: access.clone(),
+        audit: None,
+    };
+    let static_names: Vec<(ipnet::IpNet, String)> = settings
+        .peers
+        .iter()
+        .flat_map(|p| {
+            p.config
+                .allowed_ips
+                .iter()
+                .map(|net| (*net, p.name.clone()))
+        })
+        .collect();
     let edge = Edge::new(
         EdgeConfig {
             node: NodeConfig {
@@ -49,10 +68,8 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
             },
             peers: settings.peers.clone(),
             policy: Box::new(EdgeFlowPolicy {
-                rules: settings.policy.clone(),
-                front,
-                access: access.clone(),
                 audit: Some(audit.clone()),
+                ..recheck_policy.clone()
             }),
             flow_timeouts: FlowTimeouts::default(),
         },
@@ -117,6 +134,7 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
     if let (Some(source), Some(replica)) = (settings.feed.clone(), replica) {
         let keys = connectors.as_ref().map(crate::connectors::Connectors::keys);
         let (access, live, feed_peers) = (access.clone(), live.clone(), feed_peers.clone());
+        let recheck_policy = recheck_policy.clone();
         tokio::spawn(crate::identity_feed::follow(
             source,
             replica,
@@ -132,8 +150,15 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
                 if let Some(assertions) = &assertions {
                     assertions.apply_feed(&update);
                 }
+                if !matches!(update.applied, Applied::Replaced | Applied::Changed(_)) {
+                    // A heartbeat or an unknown delta: nothing anyone decides on changed.
+                    return;
+                }
                 access.update_from_replica(update.replica);
-                let closed = live.recheck(&access.current(), crate::app_front::policy_now());
+                let closed = live.recheck(|source, target| {
+                    let peer = peer_name(&static_names, &access, source);
+                    recheck_policy.still_allows(&peer, source, target)
+                });
                 if closed > 0 {
                     tracing::info!(closed, "live flows no longer allowed were closed");
                 }
@@ -169,6 +194,23 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         "edge stopping"
     );
     Ok(())
+}
+
+/// The name the edge core knows the peer using `source` by: a `[[peers]]` name, else
+/// `device:<id>` for an enrolled device (what `[[policy]]` rules match on).
+fn peer_name(
+    static_names: &[(ipnet::IpNet, String)],
+    access: &SharedAccess,
+    source: std::net::IpAddr,
+) -> String {
+    if let Some((_, name)) = static_names.iter().find(|(net, _)| net.contains(&source)) {
+        return name.clone();
+    }
+    access
+        .current()
+        .device(source)
+        .map(|d| format!("device:{}", d.device_id))
+        .unwrap_or_default()
 }
 
 /// The edge core as the shared loop sees it: events are logged; peers from identity's feed
