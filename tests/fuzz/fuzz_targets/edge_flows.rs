@@ -103,6 +103,8 @@ fuzz_target!(|data: &[u8]| {
                 w.now += input.millis();
                 w.edge.handle_timeout(w.now);
                 w.client.handle_timeout(w.now);
+                // The policy is fixed, so re-deciding live flows closes none.
+                assert_eq!(w.edge.reevaluate_flows(w.now), 0);
                 assert!(
                     w.edge.poll_timeout() > w.now,
                     "timer re-armed in the future"
@@ -114,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
                     w.edge.add_peer(client_edge_peer()).expect("valid peer");
                 } else {
                     if how.is_multiple_of(2) {
-                        w.edge.remove_peer(&client_key);
+                        w.edge.remove_peer(&client_key, w.now);
                     } else {
                         let mut update = PeerUpdate::new(client_key);
                         update.remove = true;
