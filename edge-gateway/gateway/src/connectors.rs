@@ -245,52 +245,12 @@ fn transparent_listeners(port: u16) -> anyhow::Result<Vec<TcpListener>> {
 /// `IPV6_TRANSPARENT`, set before bind as TPROXY requires). The IPv6 one is v6-only, so the
 /// IPv4 one gets the IPv4 flows.
 fn transparent_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let socket = Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))
-        .context("failed to create a socket")?;
-    socket.set_reuse_address(true).context("SO_REUSEADDR")?;
-    if addr.is_ipv4() {
-        socket
-            .set_ip_transparent(true)
-            .context("failed to set IP_TRANSPARENT (needs CAP_NET_ADMIN)")?;
-    } else {
-        socket.set_only_v6(true).context("IPV6_V6ONLY")?;
-        set_ipv6_transparent(&socket)
-            .context("failed to set IPV6_TRANSPARENT (needs CAP_NET_ADMIN)")?;
-    }
-    socket.set_nonblocking(true).context("O_NONBLOCK")?;
+    let socket = crate::transparent::socket(addr, socket2::Type::STREAM, socket2::Protocol::TCP)?;
     socket
         .bind(&addr.into())
         .with_context(|| format!("failed to bind {addr}"))?;
     socket.listen(TPROXY_BACKLOG).context("failed to listen")?;
     TcpListener::from_std(socket.into()).context("failed to register the listener")
-}
-
-/// socket2 0.5 has no setter for `IPV6_TRANSPARENT`.
-fn set_ipv6_transparent(socket: &socket2::Socket) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd as _;
-    let on: libc::c_int = 1;
-    // SAFETY: `socket` owns a valid descriptor for the duration of the call; the option value
-    // is a live c_int whose size is passed alongside.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_IPV6,
-            libc::IPV6_TRANSPARENT,
-            std::ptr::addr_of!(on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 async fn accept_flows(

@@ -15,6 +15,7 @@ mod identity_feed;
 mod live_flows;
 mod run;
 mod tproxy;
+mod transparent;
 mod udp_flows;
 
 use anyhow::Context as _;

@@ -346,49 +346,8 @@ fn reply_socket(destination: SocketAddr) -> anyhow::Result<UdpSocket> {
     UdpSocket::from_std(socket.into()).context("failed to register the UDP socket")
 }
 
-/// A non-blocking UDP socket of `addr`'s family with `SO_REUSEADDR` and `IP_TRANSPARENT` (or
-/// `IPV6_TRANSPARENT` and v6-only), not yet bound.
 fn transparent_udp(addr: SocketAddr) -> anyhow::Result<socket2::Socket> {
-    use socket2::{Domain, Socket, Type};
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let socket = Socket::new(domain, Type::DGRAM, Some(socket2::Protocol::UDP))
-        .context("failed to create a socket")?;
-    socket.set_reuse_address(true).context("SO_REUSEADDR")?;
-    if addr.is_ipv4() {
-        setsockopt(&socket, sockopt::IpTransparent, &true)
-            .context("failed to set IP_TRANSPARENT (needs CAP_NET_ADMIN)")?;
-    } else {
-        socket.set_only_v6(true).context("IPV6_V6ONLY")?;
-        set_ipv6_transparent(&socket)
-            .context("failed to set IPV6_TRANSPARENT (needs CAP_NET_ADMIN)")?;
-    }
-    socket.set_nonblocking(true).context("O_NONBLOCK")?;
-    Ok(socket)
-}
-
-/// Neither socket2 0.5 nor nix has a setter for `IPV6_TRANSPARENT`.
-fn set_ipv6_transparent(socket: &socket2::Socket) -> std::io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `socket` owns a valid descriptor for the duration of the call; the option value
-    // is a live c_int whose size is passed alongside.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_IPV6,
-            libc::IPV6_TRANSPARENT,
-            std::ptr::addr_of!(on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    crate::transparent::socket(addr, socket2::Type::DGRAM, socket2::Protocol::UDP)
 }
 
 #[cfg(test)]
