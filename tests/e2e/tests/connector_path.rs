@@ -412,7 +412,9 @@ fn hostname_requests_are_decided_one_by_one_and_tls_flows_by_sni() -> anyhow::Re
         refused.contains("ACCESS_DENIED"),
         "denied TLS flow: {refused}"
     );
-    anyhow::ensure!(world.edge.log().contains("TLS flow denied"));
+    anyhow::ensure!(
+        world.edge.log().contains("kind=Tls") && world.edge.log().contains("request denied")
+    );
     Ok(())
 }
 

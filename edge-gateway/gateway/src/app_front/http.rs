@@ -10,7 +10,7 @@
 //! (WebSocket) are not proxied yet: `Upgrade` is hop-by-hop and dropped.
 
 use super::pages::{Page, Reference};
-use super::{accept_failed, policy_now, FrontContext, OPEN_STREAM_TIMEOUT};
+use super::{accept_failed, FrontContext, OPEN_STREAM_TIMEOUT};
 use crate::live_flows::FlowTarget;
 use bytes::Bytes;
 use edge_core::http_host::request_host;
@@ -91,38 +91,8 @@ async fn handle(
         return page(Page::BadRequest, reference);
     };
     let path = request.uri().path().to_owned();
-    let access = context.access.current();
-    let verdict = access.decide_http(client.ip(), &host, &path, policy_now());
-    context.audit.record_verdict(
-        &verdict,
-        access.device(client.ip()),
-        DecisionKind::Http,
-        client.ip(),
-        edge_policy::Target::Http {
-            host: &host,
-            path: &path,
-        },
-        (!verdict.allowed).then(|| reference.to_string()),
-    );
+    let verdict = context.decide(DecisionKind::Http, client.ip(), &host, &path, reference);
     if !verdict.allowed {
-        tracing::info!(
-            %reference,
-            %host,
-            application = verdict.application.as_deref().unwrap_or("-"),
-            policy = verdict.policy.as_deref().unwrap_or("-"),
-            device = verdict.device_id.as_deref().unwrap_or("-"),
-            reason = verdict.summary,
-            "request denied"
-        );
-        tracing::debug!(
-            %reference,
-            explanation = %access.explain(
-                client.ip(),
-                edge_policy::Target::Http { host: &host, path: &path },
-                policy_now()
-            ),
-            "why the request was denied"
-        );
         return page(
             Page::Denied {
                 summary: verdict.summary,

@@ -25,6 +25,10 @@ use crate::assertions::AssertionCache;
 use crate::decision_audit::DecisionAudit;
 use crate::live_flows::LiveFlows;
 use anyhow::Context as _;
+use edge_core::access::Verdict;
+use identity_claims::DecisionKind;
+use pages::Reference;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -67,6 +71,49 @@ impl FrontContext {
             audit,
             next_request,
         }
+    }
+
+    /// Decides a request (`kind` HTTP) or TLS flow (path `/`) from `source` to `host`, records
+    /// it in the audit and logs a denial with `reference`: the application, policy and reason
+    /// at INFO, the full explanation at DEBUG.
+    pub(crate) fn decide(
+        &self,
+        kind: DecisionKind,
+        source: IpAddr,
+        host: &str,
+        path: &str,
+        reference: Reference,
+    ) -> Verdict {
+        let access = self.access.current();
+        let target = edge_policy::Target::Http { host, path };
+        let now = policy_now();
+        let verdict = access.decide(source, target, now);
+        self.audit.record_verdict(
+            &verdict,
+            access.device(source),
+            kind,
+            source,
+            target,
+            (!verdict.allowed).then(|| reference.to_string()),
+        );
+        if !verdict.allowed {
+            tracing::info!(
+                %reference,
+                %host,
+                kind = ?kind,
+                application = verdict.application.as_deref().unwrap_or("-"),
+                policy = verdict.policy.as_deref().unwrap_or("-"),
+                device = verdict.device_id.as_deref().unwrap_or("-"),
+                reason = verdict.summary,
+                "request denied"
+            );
+            tracing::debug!(
+                %reference,
+                explanation = %access.explain(source, target, now),
+                "why the request was denied"
+            );
+        }
+        verdict
     }
 
     pub(crate) fn request_id(&self) -> RequestId {

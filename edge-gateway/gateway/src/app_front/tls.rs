@@ -2,7 +2,7 @@
 //! whole TLS connection passed through to a connector (the edge holds no keys for it).
 
 use super::pages::Reference;
-use super::{accept_failed, policy_now, FrontContext, OPEN_STREAM_TIMEOUT};
+use super::{accept_failed, FrontContext, OPEN_STREAM_TIMEOUT};
 use crate::live_flows::FlowTarget;
 use edge_core::http_host::normalize_host;
 use identity_claims::DecisionKind;
@@ -65,34 +65,8 @@ async fn flow(mut tcp: TcpStream, client: SocketAddr, context: Arc<FrontContext>
         alert(&mut tcp, Alert::UnrecognizedName).await;
         return;
     };
-    let target = edge_policy::Target::Http {
-        host: &host,
-        path: "/",
-    };
-    let access = context.access.current();
-    let verdict = access.decide(client.ip(), target, policy_now());
-    context.audit.record_verdict(
-        &verdict,
-        access.device(client.ip()),
-        DecisionKind::Tls,
-        client.ip(),
-        edge_policy::Target::Http {
-            host: &host,
-            path: "",
-        },
-        (!verdict.allowed).then(|| reference.to_string()),
-    );
+    let verdict = context.decide(DecisionKind::Tls, client.ip(), &host, "/", reference);
     if !verdict.allowed {
-        tracing::info!(
-            %reference,
-            %host,
-            application = verdict.application.as_deref().unwrap_or("-"),
-            policy = verdict.policy.as_deref().unwrap_or("-"),
-            device = verdict.device_id.as_deref().unwrap_or("-"),
-            reason = verdict.summary,
-            "TLS flow denied"
-        );
-        tracing::debug!(%reference, explanation = %access.explain(client.ip(), target, policy_now()), "why the TLS flow was denied");
         alert(&mut tcp, Alert::AccessDenied).await;
         return;
     }
