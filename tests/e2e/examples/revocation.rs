@@ -14,7 +14,7 @@
 
 use anyhow::Context as _;
 use e2e::gatehouse::DEST;
-use e2e::zero_trust::ZeroTrust;
+use e2e::zero_trust::{ZeroTrust, ECHO_SERVER, LIVE_FLOW};
 use e2e::{wait_until, Proc};
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
     let echo_log = world.topo.dir.join("echo.log");
     let mut echo = world.topo.dest.spawn(
         "python3",
-        &["-u", "-c", ECHO_SERVER, DEST, ECHO_PORT],
+        &["-u", "-c", ECHO_SERVER, DEST, ECHO_PORT, "9001"],
         &echo_log,
     )?;
     echo.wait_for_log("ready", Duration::from_secs(10))?;
@@ -150,41 +150,3 @@ fn main() -> anyhow::Result<()> {
     println!("revocation: p50_ms={p50:.2} max_ms={max:.2}");
     Ok(())
 }
-
-const ECHO_SERVER: &str = r#"
-import socket, sys, threading
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind((sys.argv[1], int(sys.argv[2]))); l.listen(64)
-print("ready", flush=True)
-def run(c):
-    try:
-        while True:
-            d = c.recv(4096)
-            if not d:
-                break
-            c.sendall(d)
-    except OSError:
-        pass
-while True:
-    c, _ = l.accept()
-    threading.Thread(target=run, args=(c,), daemon=True).start()
-"#;
-
-/// A byte every 20 ms, echoed; prints `flowing`, then `closed <error> <ms since epoch>`.
-const LIVE_FLOW: &str = r#"
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-said = False
-try:
-    while True:
-        s.sendall(b"x")
-        if not s.recv(1):
-            print("closed eof", time.time() * 1000, flush=True)
-            break
-        if not said:
-            print("flowing", flush=True)
-            said = True
-        time.sleep(0.02)
-except Exception as e:
-    print("closed", type(e).__name__, time.time() * 1000, flush=True)
-"#;

@@ -242,3 +242,49 @@ fn enroll(base: &str, password: &str, public_key: &str) -> anyhow::Result<String
         .map(str::to_owned)
         .with_context(|| format!("no device id in {enrolled}"))
 }
+
+/// Python in the destination namespace: `ECHO_SERVER ADDR ECHO_PORT ACCEPT_PORT` echoes on
+/// `ECHO_PORT`; `ACCEPT_PORT` only accepts (so a refusal there is the edge's, not the host's).
+/// Prints `ready`.
+pub const ECHO_SERVER: &str = r#"
+import socket, sys, threading
+def serve(port, echo):
+    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((sys.argv[1], port)); l.listen(16)
+    while True:
+        c, _ = l.accept()
+        def run(c=c):
+            try:
+                while echo:
+                    d = c.recv(4096)
+                    if not d:
+                        break
+                    c.sendall(d)
+            except OSError:
+                pass
+        threading.Thread(target=run, daemon=True).start()
+threading.Thread(target=serve, args=(int(sys.argv[3]), False), daemon=True).start()
+threading.Thread(target=serve, args=(int(sys.argv[2]), True), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"#;
+
+/// Python in the client namespace: `LIVE_FLOW ADDR PORT` sends a byte every 20 ms and reads it
+/// back; prints `flowing` once, then `closed <error or eof> <ms since the epoch>`.
+pub const LIVE_FLOW: &str = r#"
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+said = False
+try:
+    while True:
+        s.sendall(b"x")
+        if not s.recv(1):
+            print("closed eof", time.time() * 1000, flush=True)
+            break
+        if not said:
+            print("flowing", flush=True)
+            said = True
+        time.sleep(0.02)
+except Exception as e:
+    print("closed", type(e).__name__, time.time() * 1000, flush=True)
+"#;

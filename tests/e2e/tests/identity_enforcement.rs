@@ -7,7 +7,7 @@
 use anyhow::Context as _;
 use e2e::connector::CredentialKey;
 use e2e::gatehouse::{DEST, EDGE_DEST_SIDE};
-use e2e::zero_trust::{EdgeExtra, ZeroTrust};
+use e2e::zero_trust::{EdgeExtra, ZeroTrust, ECHO_SERVER, LIVE_FLOW};
 use e2e::{bin, skip_unless_root, wait_until, Proc};
 use gatehouse_verify::{UnixTime, Verifier};
 use std::time::{Duration, SystemTime};
@@ -323,30 +323,6 @@ fn stop(proc: &mut Proc) {
     let _ = proc.stop();
 }
 
-/// Echoes on the first port; the second only accepts (to show the edge, not the host, refuses).
-const ECHO_SERVER: &str = r#"
-import socket, sys, threading
-def serve(port, echo):
-    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    l.bind((sys.argv[1], port)); l.listen(16)
-    while True:
-        c, _ = l.accept()
-        def run(c=c):
-            try:
-                while echo:
-                    d = c.recv(4096)
-                    if not d:
-                        break
-                    c.sendall(d)
-            except OSError:
-                pass
-        threading.Thread(target=run, daemon=True).start()
-threading.Thread(target=serve, args=(int(sys.argv[3]), False), daemon=True).start()
-threading.Thread(target=serve, args=(int(sys.argv[2]), True), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait()
-"#;
-
 /// Connects; prints `connected`, `reset` or `timeout`.
 const CONNECT_PROBE: &str = r#"
 import socket, sys
@@ -360,23 +336,4 @@ except ConnectionRefusedError:
     print("reset")
 except (socket.timeout, TimeoutError):
     print("timeout")
-"#;
-
-/// Sends a byte every 20 ms and reads it back; prints `flowing` once, then `closed <error>`.
-const LIVE_FLOW: &str = r#"
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-said = False
-try:
-    while True:
-        s.sendall(b"x")
-        if not s.recv(1):
-            print("closed eof", flush=True)
-            break
-        if not said:
-            print("flowing", flush=True)
-            said = True
-        time.sleep(0.02)
-except Exception as e:
-    print("closed", type(e).__name__, flush=True)
 "#;
