@@ -3,32 +3,27 @@
 
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
-use std::future::Future;
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use identity_claims::claims::{Audience, CommonClaims};
-use identity_claims::{ConnectorCredential, Jwks, KeySet, SigningKey, UnixTime};
+use identity_claims::SigningKey;
+use support::{bounded, credential, EDGE_NAME};
 use tokio::sync::broadcast;
 use tunnel::ca::DeploymentCa;
-use tunnel::config::{
-    connector_client_config, edge_server_config, insecure_client_config_with_alpn, EdgeLimits,
-};
+use tunnel::config::{connector_client_config, insecure_client_config_with_alpn};
 use tunnel::connector::{
     accept_stream, run_connection_forever, DialError, Dialer, DialerConfig, IncomingStream,
     StreamHandler,
 };
 use tunnel::edge::{EdgeEvent, ListenerOptions, OpenStreamError, TunnelListener};
-use tunnel::{JwtVerifier, Target, EDGE_AUDIENCE};
+use tunnel::Target;
 use tunnel_proto::{
     ConnectorId, Credential, Destination, Protocol, RejectCode, RequestId, Route, StreamHeader,
     TunnelId,
 };
-
-const ISSUER: &str = "https://identity.test";
-const EDGE_NAME: &str = "edge.test";
-const LIMIT: Duration = Duration::from_secs(10);
 
 struct Edge {
     ca: DeploymentCa,
@@ -39,26 +34,7 @@ struct Edge {
 
 impl Edge {
     fn start() -> Self {
-        let ca = DeploymentCa::generate().unwrap();
-        let cert = ca
-            .issue_edge_cert(&[EDGE_NAME.into(), "127.0.0.1".into()])
-            .unwrap();
-        let server = edge_server_config(
-            cert.cert_chain(),
-            cert.private_key(),
-            &EdgeLimits::default(),
-        )
-        .unwrap();
-        let key = SigningKey::from_seed(&[7; 32]);
-        let verifier =
-            JwtVerifier::new(ISSUER, KeySet::from_jwks(&Jwks::from_signing_keys([&key])));
-        let listener = TunnelListener::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            server,
-            Arc::new(verifier),
-            ListenerOptions::new("fra1"),
-        )
-        .unwrap();
+        let (ca, listener, key) = support::listener(ListenerOptions::new("fra1"));
         let events = listener.subscribe();
         Self {
             ca,
@@ -103,28 +79,6 @@ impl Edge {
         })
         .await
     }
-}
-
-fn credential(key: &SigningKey, connector_id: &str) -> Credential {
-    let now = UnixTime::from_system_time(SystemTime::now());
-    let claims = ConnectorCredential {
-        common: CommonClaims {
-            iss: ISSUER.into(),
-            sub: connector_id.into(),
-            aud: Audience::one(EDGE_AUDIENCE),
-            exp: now.plus(3600),
-            iat: now,
-            nbf: None,
-            jti: "jti-1".into(),
-        },
-        connector_id: connector_id.into(),
-        tunnel_id: "t1".into(),
-    };
-    Credential(identity_claims::sign(&claims, key))
-}
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f).await.expect("timed out")
 }
 
 /// Accepts every stream and echoes its bytes until the edge finishes its half.

@@ -3,25 +3,22 @@
 
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
+mod support;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use identity_claims::claims::{Audience, CommonClaims};
-use identity_claims::{ConnectorCredential, Jwks, KeySet, SigningKey, UnixTime};
+use identity_claims::SigningKey;
+use support::{bounded, credential, EDGE_NAME};
 use tokio::sync::mpsc;
 use tunnel::ca::DeploymentCa;
-use tunnel::config::{connector_client_config, edge_server_config, EdgeLimits};
+use tunnel::config::connector_client_config;
 use tunnel::connector::{Dialer, DialerConfig, IncomingStream, IncomingUdpFlow, StreamHandler};
 use tunnel::edge::{ListenerOptions, OpenUdpFlowError, TunnelListener};
 use tunnel::udp::{SendDatagramFailure, UdpFlowError, UdpLimits, UdpStats};
-use tunnel::{JwtVerifier, EDGE_AUDIENCE};
-use tunnel_proto::{ConnectorId, Credential, Destination, Route, TunnelId, UdpFlowOpen};
-
-const ISSUER: &str = "https://identity.test";
-const EDGE_NAME: &str = "edge.test";
-const LIMIT: Duration = Duration::from_secs(10);
+use tunnel_proto::{ConnectorId, Destination, Route, TunnelId, UdpFlowOpen};
 
 struct Edge {
     ca: DeploymentCa,
@@ -31,28 +28,9 @@ struct Edge {
 
 impl Edge {
     fn start(udp: UdpLimits) -> Self {
-        let ca = DeploymentCa::generate().unwrap();
-        let cert = ca
-            .issue_edge_cert(&[EDGE_NAME.into(), "127.0.0.1".into()])
-            .unwrap();
-        let server = edge_server_config(
-            cert.cert_chain(),
-            cert.private_key(),
-            &EdgeLimits::default(),
-        )
-        .unwrap();
-        let key = SigningKey::from_seed(&[7; 32]);
-        let verifier =
-            JwtVerifier::new(ISSUER, KeySet::from_jwks(&Jwks::from_signing_keys([&key])));
         let mut options = ListenerOptions::new("fra1");
         options.udp = udp;
-        let listener = TunnelListener::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            server,
-            Arc::new(verifier),
-            options,
-        )
-        .unwrap();
+        let (ca, listener, key) = support::listener(options);
         Self { ca, listener, key }
     }
 
@@ -69,28 +47,6 @@ impl Edge {
         config.udp = udp;
         config
     }
-}
-
-fn credential(key: &SigningKey, connector_id: &str) -> Credential {
-    let now = UnixTime::from_system_time(SystemTime::now());
-    let claims = ConnectorCredential {
-        common: CommonClaims {
-            iss: ISSUER.into(),
-            sub: connector_id.into(),
-            aud: Audience::one(EDGE_AUDIENCE),
-            exp: now.plus(3600),
-            iat: now,
-            nbf: None,
-            jti: "jti-1".into(),
-        },
-        connector_id: connector_id.into(),
-        tunnel_id: "t1".into(),
-    };
-    Credential(identity_claims::sign(&claims, key))
-}
-
-async fn bounded<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f).await.expect("timed out")
 }
 
 /// Polls `f` every 10 ms until it holds, for at most [`LIMIT`].
