@@ -22,6 +22,8 @@ pub enum TokenKind {
     AppAssertion,
     /// A connector's tunnel credential: [`ConnectorCredential`].
     ConnectorCredential,
+    /// A browser's clientless access to one application host: [`AccessSession`].
+    AccessSession,
 }
 
 impl TokenKind {
@@ -32,6 +34,7 @@ impl TokenKind {
             Self::DeviceSession => "device_session",
             Self::AppAssertion => "app_assertion",
             Self::ConnectorCredential => "connector_credential",
+            Self::AccessSession => "access_session",
         }
     }
 }
@@ -206,6 +209,35 @@ pub struct ConnectorCredential {
     pub tunnel_id: String,
 }
 
+/// Prefix of an [`AccessSession`]'s audience; the rest is the application's hostname.
+pub const ACCESS_AUDIENCE_PREFIX: &str = "gatehouse-access:";
+
+/// The `aud` of access sessions for `hostname`: [`ACCESS_AUDIENCE_PREFIX`] and the hostname,
+/// lowercase. The caller passes the hostname without a port: one token serves every port of
+/// the host, as a browser cookie does.
+pub fn access_audience(hostname: &str) -> String {
+    format!("{ACCESS_AUDIENCE_PREFIX}{}", hostname.to_ascii_lowercase())
+}
+
+/// A browser's clientless access to one application host (`kind: access_session`);
+/// `aud` = [`access_audience`] of the host. Identity hands it to the edge in the redirect to
+/// `https://<host>/.gatehouse/callback`; the edge turns it into its own cookie for that host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessSession {
+    /// Registered claims; `sub` is the user id.
+    #[serde(flatten)]
+    pub common: CommonClaims,
+    /// The identity browser session it was issued from (revocable: a revoked `sid` in the
+    /// feed ends every access session of it).
+    pub sid: String,
+    /// The user.
+    #[serde(flatten)]
+    pub user: UserFacts,
+    /// The edge's nonce from its redirect to identity, echoed so the edge can bind the token
+    /// to the browser that started the login.
+    pub nonce: String,
+}
+
 macro_rules! impl_claims {
     ($ty:ty, $kind:expr) => {
         impl Claims for $ty {
@@ -221,6 +253,7 @@ impl_claims!(UserSession, TokenKind::UserSession);
 impl_claims!(DeviceSession, TokenKind::DeviceSession);
 impl_claims!(AppAssertion, TokenKind::AppAssertion);
 impl_claims!(ConnectorCredential, TokenKind::ConnectorCredential);
+impl_claims!(AccessSession, TokenKind::AccessSession);
 
 #[cfg(test)]
 mod tests {
@@ -250,5 +283,23 @@ mod tests {
         assert_eq!(a.user.login_method, "");
         assert_eq!(a.device_id.as_deref(), Some("d1"));
         assert_eq!(a.posture.unwrap().os_version, "6.1");
+    }
+
+    #[test]
+    fn access_session_parses_literal_json_and_its_audience_is_the_lowercase_host() {
+        let json = r#"{"iss":"https://id.example","sub":"u1","aud":"gatehouse-access:app.example.com",
+            "exp":200,"iat":100,"jti":"j1","kind":"access_session","sid":"ses_1",
+            "email":"a@example.com","groups":["eng"],"idp":"okta","login_method":"pwd",
+            "auth_time":90,"nonce":"n0nce-0123456789ab","extra":1}"#;
+        let a: AccessSession = serde_json::from_str(json).unwrap();
+        assert_eq!(a.sid, "ses_1");
+        assert_eq!(a.nonce, "n0nce-0123456789ab");
+        assert_eq!(a.user.email, "a@example.com");
+        assert!(a.common.aud.contains(&access_audience("App.Example.COM")));
+        assert_eq!(
+            access_audience("app.example.com"),
+            "gatehouse-access:app.example.com"
+        );
+        assert_eq!(TokenKind::AccessSession.as_str(), "access_session");
     }
 }

@@ -107,6 +107,10 @@ pub struct FeedState {
     /// Revoked service tokens.
     #[serde(default)]
     pub revoked_service_tokens: Vec<RevokedServiceToken>,
+    /// Live (unrevoked, unexpired) machine service tokens, which edges verify themselves for
+    /// `service_auth` policies.
+    #[serde(default)]
+    pub service_tokens: Vec<ServiceToken>,
     /// Connectors and their routes.
     #[serde(default)]
     pub connectors: Vec<Connector>,
@@ -192,6 +196,24 @@ pub struct RevokedServiceToken {
     pub token_id: String,
 }
 
+/// A machine service token an edge accepts (`Authorization: Bearer ghst_…`). The edge parses
+/// the presented token with `identity_core::service_token::ServiceTokenSecret::parse`, looks
+/// up its id here and compares its hash with `secret_sha256` in constant time
+/// (`ServiceTokenSecret::verify_hex`). Only the hash travels: it does not reveal the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceToken {
+    /// The token id (the `<id>` of `ghst_<id>_<secret>`).
+    pub token_id: String,
+    /// Display name, e.g. for decision records.
+    #[serde(default)]
+    pub name: String,
+    /// Lowercase hex SHA-256 of the token id, a 0 byte and the secret, as identity stores it.
+    pub secret_sha256: String,
+    /// When the token stops being valid; `None`: never.
+    #[serde(default)]
+    pub expires_at: Option<UnixTime>,
+}
+
 /// A connector and the routes it serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connector {
@@ -236,6 +258,11 @@ pub enum Change {
     SessionRevoked {
         /// The session.
         session: RevokedSession,
+    },
+    /// A machine service token was created (or changed).
+    ServiceTokenUpserted {
+        /// The token.
+        token: ServiceToken,
     },
     /// A service token was revoked.
     ServiceTokenRevoked {
@@ -314,6 +341,7 @@ pub struct FeedReplica {
     policy: Option<Policy>,
     revoked_sessions: BTreeMap<String, UnixTime>,
     revoked_service_tokens: BTreeSet<String>,
+    service_tokens: BTreeMap<String, ServiceToken>,
     connectors: BTreeMap<String, Connector>,
     signing_keys: Jwks,
 }
@@ -396,9 +424,25 @@ impl FeedReplica {
         self.revoked_sessions.contains_key(session_id)
     }
 
+    /// The ids of the revoked sessions not yet expired.
+    pub fn revoked_session_ids(&self) -> impl Iterator<Item = &str> {
+        self.revoked_sessions.keys().map(String::as_str)
+    }
+
     /// Whether a service token id is revoked.
     pub fn is_service_token_revoked(&self, token_id: &str) -> bool {
         self.revoked_service_tokens.contains(token_id)
+    }
+
+    /// A live machine service token by id (`None` once revoked). Its `expires_at` is the
+    /// caller's to check.
+    pub fn service_token(&self, token_id: &str) -> Option<&ServiceToken> {
+        self.service_tokens.get(token_id)
+    }
+
+    /// The live machine service tokens.
+    pub fn service_tokens(&self) -> impl Iterator<Item = &ServiceToken> {
+        self.service_tokens.values()
     }
 
     /// A connector by id.
@@ -443,6 +487,7 @@ impl FeedReplica {
                         token_id: id.clone(),
                     })
                     .collect(),
+                service_tokens: self.service_tokens.values().cloned().collect(),
                 connectors: self.connectors.values().cloned().collect(),
                 signing_keys: self.signing_keys.clone(),
             },
@@ -465,6 +510,11 @@ impl FeedReplica {
         for t in state.revoked_service_tokens {
             self.revoked_service_tokens.insert(t.token_id);
         }
+        for t in state.service_tokens {
+            if !self.revoked_service_tokens.contains(&t.token_id) {
+                self.service_tokens.insert(t.token_id.clone(), t);
+            }
+        }
         for c in state.connectors {
             self.connectors.insert(c.connector_id.clone(), c);
         }
@@ -479,7 +529,14 @@ impl FeedReplica {
                 self.revoked_sessions
                     .insert(session.session_id.clone(), session.expires_at);
             }
+            Change::ServiceTokenUpserted { token } => {
+                if !self.revoked_service_tokens.contains(&token.token_id) {
+                    self.service_tokens
+                        .insert(token.token_id.clone(), token.clone());
+                }
+            }
             Change::ServiceTokenRevoked { token_id } => {
+                self.service_tokens.remove(token_id);
                 self.revoked_service_tokens.insert(token_id.clone());
             }
             Change::ConnectorUpserted { connector } => {

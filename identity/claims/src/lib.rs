@@ -6,7 +6,7 @@
 //! - [`jwk`]: the signing key, its public JWK and JWKS, key ids as RFC 7638 thumbprints, and the
 //!   [`jwk::KeySet`] a verifier is built from.
 //! - [`claims`]: the token payloads identity issues (user and device sessions, application
-//!   assertions, connector credentials), each tagged with a `kind` so one cannot pass as another.
+//!   assertions, connector credentials, clientless access sessions), each tagged with a `kind` so one cannot pass as another.
 //! - [`feed`]: the NDJSON config feed messages identity streams to edges, and
 //!   [`feed::FeedReplica`], which applies them.
 //! - [`decisions`]: the access decision records edges send to identity (`POST /v1/decisions`),
@@ -25,8 +25,9 @@ pub mod jws;
 mod time;
 
 pub use claims::{
-    AppAssertion, Audience, Claims, CommonClaims, ConnectorCredential, DeviceSession, Posture,
-    TokenKind, UserFacts, UserSession,
+    access_audience, AccessSession, AppAssertion, Audience, Claims, CommonClaims,
+    ConnectorCredential, DeviceSession, Posture, TokenKind, UserFacts, UserSession,
+    ACCESS_AUDIENCE_PREFIX,
 };
 pub use decisions::{DecisionBatch, DecisionKind, DecisionOutcome, DecisionRecord};
 pub use feed::{FeedMessage, FeedReplica, Revision};

@@ -128,6 +128,48 @@ fn every_change_kind_applies() {
 }
 
 #[test]
+fn machine_service_tokens_arrive_by_snapshot_and_delta_and_leave_on_revocation() {
+    let hash = "ab".repeat(32);
+    let mut r = FeedReplica::new();
+    r.apply(line(&format!(
+        r#"{{"type":"snapshot","revision":1,"state":{{"service_tokens":[
+        {{"token_id":"t1","name":"ci","secret_sha256":"{hash}","expires_at":1800000000,"x":1}}]}}}}"#
+    )))
+    .unwrap();
+    let t1 = r.service_token("t1").unwrap();
+    assert_eq!(
+        (t1.name.as_str(), t1.secret_sha256.as_str()),
+        ("ci", hash.as_str())
+    );
+    assert_eq!(
+        t1.expires_at,
+        Some(identity_claims::UnixTime(1_800_000_000))
+    );
+
+    let upserted = line(&format!(
+        r#"{{"type":"delta","revision":2,"change":{{"kind":"service_token_upserted",
+        "token":{{"token_id":"t2","name":"bot","secret_sha256":"{hash}","expires_at":null}}}}}}"#
+    ));
+    assert!(matches!(
+        r.apply(upserted).unwrap(),
+        Applied::Changed(Change::ServiceTokenUpserted { .. })
+    ));
+    assert_eq!(r.service_token("t2").unwrap().expires_at, None);
+
+    let revoked = line(
+        r#"{"type":"delta","revision":3,"change":{"kind":"service_token_revoked","token_id":"t1"}}"#,
+    );
+    r.apply(revoked).unwrap();
+    assert!(r.service_token("t1").is_none() && r.is_service_token_revoked("t1"));
+    assert!(r.service_token("t2").is_some());
+    let FeedMessage::Snapshot { state, .. } = r.to_snapshot() else {
+        unreachable!()
+    };
+    assert_eq!(state.service_tokens.len(), 1);
+    assert_eq!(state.service_tokens[0].token_id, "t2");
+}
+
+#[test]
 fn an_unknown_change_kind_is_skipped_but_advances_the_revision() {
     let mut r = FeedReplica::new();
     let msg = line(

@@ -101,6 +101,19 @@ impl ServiceTokenSecret {
         h.update(self.secret);
         SecretHash(h.finalize().into())
     }
+
+    /// [`ServiceTokenSecret::hash`] as lowercase hex: what the store keeps and the config
+    /// feed carries as `secret_sha256`.
+    pub fn sha256_hex(&self) -> String {
+        self.hash().to_hex()
+    }
+
+    /// Whether this token hashes to `expected_hex` (a [`SecretHash::to_hex`] value, e.g. a
+    /// feed entry's `secret_sha256`), comparing the digests in constant time. Malformed hex
+    /// never verifies.
+    pub fn verify_hex(&self, expected_hex: &str) -> bool {
+        SecretHash::from_hex(expected_hex).is_some_and(|h| h.verify(self))
+    }
 }
 
 impl std::fmt::Debug for ServiceTokenSecret {
@@ -170,6 +183,28 @@ mod tests {
         let other_id = ServiceTokenSecret::generate("b", &[1; 32]).unwrap();
         assert!(!t.hash().verify(&other_secret));
         assert!(!t.hash().verify(&other_id));
+    }
+
+    #[test]
+    fn the_hex_hash_verifies_its_own_token_only() {
+        let t = ServiceTokenSecret::generate("tok_1", &[7; 32]).unwrap();
+        let hex = t.sha256_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(hex, t.hash().to_hex());
+        assert!(hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        let presented = ServiceTokenSecret::parse(&t.expose()).unwrap();
+        assert!(presented.verify_hex(&hex));
+        assert!(
+            presented.verify_hex(&hex.to_ascii_uppercase()),
+            "hex digits in any case"
+        );
+        let other = ServiceTokenSecret::generate("tok_1", &[8; 32]).unwrap();
+        assert!(!other.verify_hex(&hex));
+        for bad in ["", "00", &hex[..63], &format!("{hex}0"), &"zz".repeat(32)] {
+            assert!(!presented.verify_hex(bad), "{bad:?}");
+        }
     }
 
     #[test]

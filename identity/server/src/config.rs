@@ -25,6 +25,9 @@
 //! session = "12h"                         # user-session JWT (`/oauth/token`)
 //! device = "30d"                          # device token (`/v1/enroll`)
 //! browser_session = "12h"                 # `gh_session` cookie
+//! access_session = "8h"                   # clientless access token for one application host
+//!                                         # (`/v1/access/authorize`), at most the browser
+//!                                         # session's remaining lifetime
 //! device_code = "10m"                     # RFC 8628 device code
 //! device_poll_interval = "5s"             # RFC 8628 §3.2 `interval`
 //! clock_skew = "1m"                       # accepted `iat`/`exp` skew of upstream ID tokens
@@ -121,6 +124,8 @@ pub(crate) struct Lifetimes {
     pub(crate) device: Duration,
     #[serde(default = "default_session", with = "humantime_serde")]
     pub(crate) browser_session: Duration,
+    #[serde(default = "default_access_session", with = "humantime_serde")]
+    pub(crate) access_session: Duration,
     #[serde(default = "default_device_code", with = "humantime_serde")]
     pub(crate) device_code: Duration,
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
@@ -135,6 +140,7 @@ impl Default for Lifetimes {
             session: default_session(),
             device: default_device(),
             browser_session: default_session(),
+            access_session: default_access_session(),
             device_code: default_device_code(),
             device_poll_interval: default_poll_interval(),
             clock_skew: default_clock_skew(),
@@ -254,7 +260,10 @@ impl Config {
     /// published).
     pub(crate) fn longest_token_lifetime(&self) -> Duration {
         let t = &self.tokens;
-        t.session.max(t.device).max(t.browser_session)
+        t.session
+            .max(t.device)
+            .max(t.browser_session)
+            .max(t.access_session)
     }
 
     pub(crate) fn local_provider(&self) -> Option<&Provider> {
@@ -491,6 +500,10 @@ fn default_session() -> Duration {
     Duration::from_secs(12 * 3600)
 }
 
+fn default_access_session() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
 fn default_device() -> Duration {
     Duration::from_secs(30 * 24 * 3600)
 }
@@ -530,6 +543,7 @@ mod tests {
         assert_eq!(config.database, PathBuf::from("/etc/gh/identity.db"));
         assert!(config.admin_token.is_none());
         assert_eq!(config.tokens.device_poll_interval, Duration::from_secs(5));
+        assert_eq!(config.tokens.access_session, Duration::from_secs(8 * 3600));
         assert_eq!(config.addresses.ipv4.to_string(), "100.64.0.0/10");
         assert_eq!(config.addresses.ipv6.to_string(), "fd7a:6768::/48");
         assert_eq!(config.key_rotation, Duration::from_secs(604_800));

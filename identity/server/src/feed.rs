@@ -20,7 +20,7 @@ use axum::Router;
 use identity_claims::feed::{self, Change, FeedMessage, FeedState};
 use identity_store::{
     ConnectorId, DeviceId, DeviceRecord, EntityKind, ReadTx, Revision, RevisionEntry,
-    ServiceTokenId, SessionId, Store, StoreError,
+    ServiceTokenId, ServiceTokenKind, SessionId, Store, StoreError,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -153,7 +153,8 @@ fn start(
 /// A snapshot of everything, as one message.
 fn snapshot(store: &Store, now: u64) -> Result<(feed::Revision, Vec<FeedMessage>), StoreError> {
     let at = crate::keys::to_store_time(now);
-    let s = store.snapshot(at)?;
+    let (s, tokens) =
+        store.read(|r| Ok::<_, StoreError>((r.snapshot(at)?, r.service_tokens()?)))?;
     let revision = feed::Revision(s.revision.0);
     let state = FeedState {
         devices: s.devices.iter().map(device).collect(),
@@ -165,6 +166,15 @@ fn snapshot(store: &Store, now: u64) -> Result<(feed::Revision, Vec<FeedMessage>
             .map(|id| feed::RevokedServiceToken {
                 token_id: id.as_str().to_owned(),
             })
+            .collect(),
+        service_tokens: tokens
+            .iter()
+            .filter(|t| {
+                t.kind == ServiceTokenKind::Machine
+                    && t.revoked_at.is_none()
+                    && t.expires_at.is_none_or(|e| e.0 > at.0)
+            })
+            .map(service_token)
             .collect(),
         connectors: s.connectors.iter().map(connector).collect(),
         signing_keys: stored_jwks(&s.signing_keys),
@@ -247,12 +257,22 @@ fn delta(r: &ReadTx<'_>, entry: &RevisionEntry) -> Result<Option<Change>, StoreE
             .map(|s| Change::SessionRevoked {
                 session: revoked_session(&s),
             }),
-        EntityKind::ServiceToken => r
-            .service_token(&ServiceTokenId::new(id))?
-            .filter(|t| t.revoked_at.is_some())
-            .map(|t| Change::ServiceTokenRevoked {
-                token_id: t.id.as_str().to_owned(),
-            }),
+        EntityKind::ServiceToken => r.service_token(&ServiceTokenId::new(id))?.map(|t| {
+            if t.revoked_at.is_some() {
+                Change::ServiceTokenRevoked {
+                    token_id: t.id.as_str().to_owned(),
+                }
+            } else if t.kind == ServiceTokenKind::Machine {
+                Change::ServiceTokenUpserted {
+                    token: service_token(&t),
+                }
+            } else {
+                // Edges see only machine tokens and revocations. The store writes no revision
+                // for other live tokens; should one appear, it is a no-op delta that keeps the
+                // revisions consecutive (receivers skip it) rather than a snapshot.
+                Change::Unknown
+            }
+        }),
         EntityKind::Connector => Some(match r.connector(&ConnectorId::new(id))? {
             Some(c) => Change::ConnectorUpserted {
                 connector: connector(&c),
@@ -330,6 +350,16 @@ fn revoked_session(s: &identity_store::Session) -> feed::RevokedSession {
     }
 }
 
+fn service_token(t: &identity_store::ServiceToken) -> feed::ServiceToken {
+    feed::ServiceToken {
+        token_id: t.id.as_str().to_owned(),
+        name: t.name.clone(),
+        // The store keeps `SecretHash` bytes; their hex is `SecretHash::to_hex`.
+        secret_sha256: hex::encode(&t.secret_hash),
+        expires_at: t.expires_at.map(to_claims_time),
+    }
+}
+
 fn connector(c: &identity_store::Connector) -> feed::Connector {
     feed::Connector {
         connector_id: c.id.as_str().to_owned(),
@@ -345,7 +375,7 @@ mod tests {
     use identity_claims::feed::{Applied, FeedReplica};
     use identity_store::{
         NewConnector, NewDevice, NewPolicy, NewServiceToken, NewSession, NewUser, PolicyFormat,
-        Posture, ServiceTokenKind, UnixTime, UserId,
+        Posture, UnixTime, UserId,
     };
 
     const NOW: u64 = 1_700_000_000;
@@ -434,6 +464,33 @@ mod tests {
             )
             .unwrap();
         store.revoke_service_token(&token.id, AT).unwrap();
+        let machine = |id: &str, byte: u8| NewServiceToken {
+            id: ServiceTokenId::new(id),
+            name: format!("bot {id}"),
+            kind: ServiceTokenKind::Machine,
+            secret_hash: vec![byte; 32],
+            expires_at: Some(UnixTime(AT.0 + 86_400)),
+        };
+        store
+            .create_service_token(&machine("tok_m1", 1), AT)
+            .unwrap();
+        store
+            .create_service_token(&machine("tok_m2", 2), AT)
+            .unwrap();
+        store
+            .revoke_service_token(&ServiceTokenId::new("tok_m1"), AT)
+            .unwrap();
+        let edge = NewServiceToken {
+            kind: ServiceTokenKind::Edge,
+            ..machine("tok_e1", 3)
+        };
+        let before = store.current_revision().unwrap();
+        store.create_service_token(&edge, AT).unwrap();
+        assert_eq!(
+            store.current_revision().unwrap(),
+            before,
+            "edges never see other tokens, so creating one writes no revision"
+        );
         store
             .create_session(
                 &NewSession {
@@ -466,7 +523,56 @@ mod tests {
         assert_eq!(replica.device("dev_2").unwrap().user.groups, ["eng"]);
         assert!(replica.is_session_revoked("ses_1"));
         assert!(replica.is_service_token_revoked("tok_1"));
+        assert!(
+            replica.service_token("tok_1").is_none(),
+            "not a machine token"
+        );
+        assert!(replica.service_token("tok_m1").is_none());
+        assert!(replica.is_service_token_revoked("tok_m1"));
+        let m2 = replica.service_token("tok_m2").unwrap();
+        assert_eq!(m2.secret_sha256, "02".repeat(32));
+        assert_eq!(m2.name, "bot tok_m2");
+        assert_eq!(m2.expires_at, Some(identity_claims::UnixTime(NOW + 86_400)));
+        assert!(replica.service_token("tok_e1").is_none());
         assert_eq!(replica.policy().unwrap().version, 1);
+    }
+
+    #[test]
+    fn a_machine_token_is_an_upsert_delta_and_its_revocation_a_revocation() {
+        let store = Store::open_in_memory().unwrap();
+        let from = feed::Revision(store.current_revision().unwrap().0);
+        let id = ServiceTokenId::new("tok_m");
+        store
+            .create_service_token(
+                &NewServiceToken {
+                    id: id.clone(),
+                    name: "ci".into(),
+                    kind: ServiceTokenKind::Machine,
+                    secret_hash: vec![0xab; 32],
+                    expires_at: None,
+                },
+                AT,
+            )
+            .unwrap();
+        let (_, deltas) = catch_up(&store, from, NOW).unwrap();
+        let [FeedMessage::Delta {
+            change: Change::ServiceTokenUpserted { token },
+            ..
+        }] = deltas.as_slice()
+        else {
+            panic!("{deltas:?}")
+        };
+        assert_eq!(token.secret_sha256, "ab".repeat(32));
+        let from = feed::Revision(store.current_revision().unwrap().0);
+        store.revoke_service_token(&id, AT).unwrap();
+        let (_, deltas) = catch_up(&store, from, NOW).unwrap();
+        assert!(matches!(
+            deltas.as_slice(),
+            [FeedMessage::Delta {
+                change: Change::ServiceTokenRevoked { .. },
+                ..
+            }]
+        ));
     }
 
     #[test]

@@ -42,6 +42,7 @@ fn own_routes() -> Router<AppState> {
         .merge(crate::oauth::router())
         .merge(crate::enroll::router())
         .merge(crate::tokens::router())
+        .merge(crate::access::router())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

@@ -10,6 +10,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, reason = "tests fail loudly"))]
 
+mod access;
 mod admin;
 mod auth;
 mod cli;

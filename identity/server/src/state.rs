@@ -42,6 +42,9 @@ struct Inner {
     /// The latest committed store revision. Every handler that commits a store mutation calls
     /// [`AppState::notify`] afterwards; feed streams wait on a receiver.
     changes: watch::Sender<u64>,
+    /// The application hostnames of the active policy, by policy version: parsed once per
+    /// version, not per `/v1/access/authorize`.
+    application_hosts: Mutex<Option<(u64, Arc<[edge_policy::HostPattern]>)>>,
 }
 
 /// What an approved device grant or an issued authorization code hands to the token endpoint:
@@ -99,6 +102,7 @@ impl AppState {
                 providers: tokio::sync::Mutex::new(crate::rp::Discovered::default()),
                 changes,
                 next_decision_prune_ms: AtomicU64::new(0),
+                application_hosts: Mutex::new(None),
             }),
         };
         let revision = state.inner.store.current_revision()?.0;
@@ -161,6 +165,34 @@ impl AppState {
             self.notify(revision);
         }
         out
+    }
+
+    /// The cached application hostnames if they belong to policy `version`.
+    pub(crate) fn application_hosts(
+        &self,
+        version: u64,
+    ) -> Option<Arc<[edge_policy::HostPattern]>> {
+        let slot = self
+            .inner
+            .application_hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref()
+            .filter(|(v, _)| *v == version)
+            .map(|(_, hosts)| Arc::clone(hosts))
+    }
+
+    /// Caches the application hostnames of policy `version`.
+    pub(crate) fn cache_application_hosts(
+        &self,
+        version: u64,
+        hosts: Arc<[edge_policy::HostPattern]>,
+    ) {
+        *self
+            .inner
+            .application_hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((version, hosts));
     }
 
     /// Whether the caller should prune old decisions now: true at most once per `interval_ms`

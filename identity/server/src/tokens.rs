@@ -2,15 +2,20 @@
 //!
 //! - `POST /v1/assertions` (edge service token): an application assertion for a device's user,
 //!   `aud` = the application, which the edge attaches to requests it forwards to the origin.
-//!   Body `{"audience": "<application>", "device_id": "dev_…"}`.
+//!   Body `{"audience": "<application>", "device_id": "dev_…"}`, or for clientless (browser)
+//!   access `{"audience", "session_id": "<sid of the access session>"}`: exactly one of the
+//!   two (400 otherwise). A session assertion has no `device_id` and no `posture`; its user
+//!   facts come from the session and the user's current record.
 //! - `POST /v1/connector-credential` (connector service token): the connector's tunnel
 //!   credential, `aud` = [`EDGE_AUDIENCE`], which edges verify against the JWKS in the feed.
 //!
-//! Both read the current store state, so a revoked device, disabled user or revoked connector
-//! gets no token. Edges cache assertions per (device, application) for their lifetime.
+//! Both read the current store state, so a revoked device or session, an expired session, a
+//! disabled user or a revoked connector gets no token (404 for an unknown or dead device or
+//! session). Edges cache assertions per (device, application) for their lifetime.
 
 use crate::auth::{common_claims, ConnectorAuth, EdgeAuth};
 use crate::error::ApiError;
+use crate::keys::to_claims_time;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
@@ -18,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use identity_claims::{AppAssertion, ConnectorCredential, UserFacts};
-use identity_store::DeviceId;
+use identity_store::{DeviceId, SessionId, StoreError};
 use serde::Deserialize;
 
 /// Lifetime of an application assertion and of a connector credential (seconds).
@@ -38,7 +43,10 @@ pub(crate) fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct AssertionRequest {
     audience: String,
-    device_id: String,
+    #[serde(default)]
+    device_id: Option<String>,
+    #[serde(default)]
+    session_id: Option<String>,
 }
 
 async fn assertion(
@@ -55,19 +63,43 @@ async fn assertion(
             "audience must be 1 to {MAX_AUDIENCE_LEN} printable characters"
         )));
     }
-    let id = DeviceId::new(request.device_id);
+    let now = crate::flows::unix_now();
+    let claims = match (request.device_id, request.session_id) {
+        (Some(device_id), None) => {
+            device_assertion(&state, device_id, &request.audience, now).await?
+        }
+        (None, Some(session_id)) => {
+            session_assertion(&state, session_id, &request.audience, now).await?
+        }
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(ApiError::bad_request(
+                "give exactly one of device_id and session_id",
+            ))
+        }
+    };
+    let token = identity_claims::sign(&claims, &state.keys().signing);
+    Ok(token_response(token, ASSERTION_LIFETIME_SECS))
+}
+
+/// The assertion for an enrolled device's user, with the device's posture.
+async fn device_assertion(
+    state: &AppState,
+    device_id: String,
+    audience: &str,
+    now: u64,
+) -> Result<AppAssertion, ApiError> {
+    let id = DeviceId::new(device_id);
     let record = state
         .db(move |store| Ok(store.read(|r| r.device_record(&id))?))
         .await?
         .filter(|r| r.device.revoked_at.is_none() && !r.user.disabled)
         .ok_or_else(|| ApiError::not_found("no such enrolled device"))?;
-    let now = crate::flows::unix_now();
     let (login_method, auth_time) = crate::feed::login_facts(&record);
-    let claims = AppAssertion {
+    Ok(AppAssertion {
         common: common_claims(
-            &state,
+            state,
             record.user.id.as_str(),
-            &request.audience,
+            audience,
             ASSERTION_LIFETIME_SECS,
             now,
         ),
@@ -80,9 +112,55 @@ async fn assertion(
         },
         device_id: Some(record.device.id.as_str().to_owned()),
         posture: Some(crate::feed::claims_posture(&record.device.posture)),
-    };
-    let token = identity_claims::sign(&claims, &state.keys().signing);
-    Ok(token_response(token, ASSERTION_LIFETIME_SECS))
+    })
+}
+
+/// The assertion for the user of a live session (clientless access): no device, no posture.
+async fn session_assertion(
+    state: &AppState,
+    session_id: String,
+    audience: &str,
+    now: u64,
+) -> Result<AppAssertion, ApiError> {
+    let id = SessionId::new(session_id);
+    let at = crate::keys::to_store_time(now);
+    let found = state
+        .db(move |store| {
+            Ok(store.read(|r| {
+                let Some(session) = r.session(&id)? else {
+                    return Ok::<_, StoreError>(None);
+                };
+                let Some(user) = r.user(&session.user_id)? else {
+                    return Ok(None);
+                };
+                let groups = r.groups_of(&user.id)?;
+                Ok(Some((session, user, groups)))
+            })?)
+        })
+        .await?
+        .filter(|(session, user, _)| {
+            session.revoked_at.is_none() && session.expires_at.0 > at.0 && !user.disabled
+        });
+    let (session, user, groups) =
+        found.ok_or_else(|| ApiError::not_found("no such live session"))?;
+    Ok(AppAssertion {
+        common: common_claims(
+            state,
+            user.id.as_str(),
+            audience,
+            ASSERTION_LIFETIME_SECS,
+            now,
+        ),
+        user: UserFacts {
+            email: user.email.clone().unwrap_or_default(),
+            groups,
+            idp: session.idp.clone(),
+            login_method: session.login_method.clone(),
+            auth_time: to_claims_time(session.auth_time),
+        },
+        device_id: None,
+        posture: None,
+    })
 }
 
 async fn connector_credential(

@@ -221,6 +221,8 @@ pub enum AuditAction {
     Enroll,
     DeviceRevoke,
     SessionRevoke,
+    /// A browser was given a clientless access session for an application host.
+    AccessGrant,
     UserDisable,
     UserEnable,
     GroupMemberAdd,
@@ -450,6 +452,7 @@ text_enum!(AuditAction {
     Enroll => "enroll",
     DeviceRevoke => "device_revoke",
     SessionRevoke => "session_revoke",
+    AccessGrant => "access_grant",
     UserDisable => "user_disable",
     UserEnable => "user_enable",
     GroupMemberAdd => "group_member_add",

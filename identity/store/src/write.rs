@@ -340,8 +340,9 @@ impl<'a> WriteTx<'a> {
         self.must_session(id)
     }
 
-    /// Stores a service token (the caller hashed its secret). No revision: edges learn only
-    /// about revocations.
+    /// Stores a service token (the caller hashed its secret). A `machine` token appends a
+    /// `service_token` revision (edges verify machine tokens themselves, from the feed);
+    /// other kinds append none: edges learn only about their revocations.
     ///
     /// # Errors
     /// `Conflict { what: "service token id" }`.
@@ -364,6 +365,9 @@ impl<'a> WriteTx<'a> {
                 ],
             )
             .map_err(conflict_as("service token id"))?;
+        if token.kind == ServiceTokenKind::Machine {
+            self.append_revision(EntityKind::ServiceToken, token.id.as_str(), now)?;
+        }
         self.must_service_token(&token.id)
     }
 

@@ -80,7 +80,7 @@
 mod api;
 mod cli;
 mod decisions;
-mod policy;
+pub(crate) mod policy;
 mod table;
 
 use crate::state::AppState;

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use edge_policy::{
-    Decision, DenyReason, Format, PolicySet, Rfc3339Time, Target, TestDevice, TestRequest,
-    TestSubject,
+    Decision, DenyReason, Destination, Format, HostPattern, PolicyFile, PolicySet, Rfc3339Time,
+    Target, TestDevice, TestRequest, TestSubject,
 };
 use identity_store::{AuditAction, AuditOutcome, NewPolicy, Policy, PolicyFormat};
 use serde::{Deserialize, Serialize};
@@ -184,14 +184,8 @@ async fn explain(
         .db(|store| Ok(store.active_policy()?))
         .await?
         .ok_or_else(|| ApiError::not_found("no policy is applied"))?;
-    let format = match policy.format {
-        PolicyFormat::Toml => Format::Toml,
-        PolicyFormat::Yaml => Format::Yaml,
-    };
-    let file_name = format!("policy-v{}.{format}", policy.version);
     let set = tokio::task::spawn_blocking(move || {
-        edge_policy::parse(&policy.source, format, &file_name)
-            .map(|file| (PolicySet::compile(&file), policy.version))
+        parse_stored(&policy).map(|file| (PolicySet::compile(&file), policy.version))
     })
     .await
     .map_err(|e| ApiError::internal(format!("policy compile failed: {e}")))?
@@ -199,6 +193,32 @@ async fn explain(
     .map_err(|e| ApiError::internal(format!("stored policy no longer parses: {e}")))?;
     let (set, version) = set;
     Ok(Json(explanation(&set, version, &input)))
+}
+
+/// Parses a stored policy version (it passed every check when it was applied).
+///
+/// # Errors
+/// The parse error, should the stored text no longer parse (a newer `edge-policy`).
+pub(crate) fn parse_stored(policy: &Policy) -> Result<PolicyFile, edge_policy::PolicyError> {
+    let format = match policy.format {
+        PolicyFormat::Toml => Format::Toml,
+        PolicyFormat::Yaml => Format::Yaml,
+    };
+    let file_name = format!("policy-v{}.{format}", policy.version);
+    edge_policy::parse(&policy.source, format, &file_name)
+}
+
+/// The hostname patterns (exact or `*.suffix`) of every application's destinations, in file
+/// order: the hosts a browser may be sent to for clientless access.
+pub(crate) fn application_hosts(file: &PolicyFile) -> Vec<HostPattern> {
+    file.applications
+        .iter()
+        .flat_map(|app| &app.destinations)
+        .filter_map(|d| match d {
+            Destination::Host { host, .. } => Some(host.clone()),
+            Destination::Network { .. } | Destination::Internet => None,
+        })
+        .collect()
 }
 
 /// Explains `input` against `set` and renders the answer.
