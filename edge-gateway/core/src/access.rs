@@ -9,16 +9,22 @@
 //! the driver).
 
 use edge_policy::{Decision, DenyReason, PolicySet, Request, Target, UnixTime};
-use identity_claims::feed::{Device, FeedReplica};
-use std::collections::BTreeMap;
+use identity_claims::feed::{Device, FeedReplica, ServiceToken};
+use identity_claims::{KeySet, UserFacts};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Devices by tunnel address and the policy that decides their requests.
+/// Devices by tunnel address and the policy that decides their requests, with what clientless
+/// requests are checked against (identity's signing keys, revoked sessions, machine tokens:
+/// [`crate::clientless`]).
 #[derive(Debug, Default)]
 pub struct Access {
     policy: Option<Arc<PolicySet>>,
     devices: BTreeMap<IpAddr, Device>,
+    keys: KeySet,
+    revoked_sessions: BTreeSet<String>,
+    service_tokens: BTreeMap<String, ServiceToken>,
 }
 
 /// What a decision says, with owned names for logs and audit.
@@ -45,7 +51,7 @@ impl Access {
     pub fn with_policy(policy: Arc<PolicySet>) -> Self {
         Self {
             policy: Some(policy),
-            devices: BTreeMap::new(),
+            ..Self::default()
         }
     }
 
@@ -58,7 +64,36 @@ impl Access {
                 devices.insert(net.addr(), device.clone());
             }
         }
-        Self { policy, devices }
+        Self {
+            policy,
+            devices,
+            keys: KeySet::from_jwks(replica.signing_keys()),
+            revoked_sessions: replica.revoked_session_ids().map(str::to_owned).collect(),
+            service_tokens: replica
+                .service_tokens()
+                .map(|t| (t.token_id.clone(), t.clone()))
+                .collect(),
+        }
+    }
+
+    /// The policy, if one is loaded.
+    pub fn policy(&self) -> Option<&PolicySet> {
+        self.policy.as_deref()
+    }
+
+    /// Identity's signing keys (from the feed).
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// Whether identity revoked the session `sid`.
+    pub fn is_session_revoked(&self, sid: &str) -> bool {
+        self.revoked_sessions.contains(sid)
+    }
+
+    /// The live machine token `token_id`, if the feed has it.
+    pub fn service_token(&self, token_id: &str) -> Option<&ServiceToken> {
+        self.service_tokens.get(token_id)
     }
 
     /// Whether a policy is loaded (without one everything is denied).
@@ -81,13 +116,7 @@ impl Access {
         let device = self.device(source);
         let device_id = device.map(|d| d.device_id.clone());
         let Some(policy) = &self.policy else {
-            return Verdict {
-                allowed: false,
-                application: None,
-                policy: None,
-                device_id,
-                summary: "no access policy is loaded",
-            };
+            return Verdict::no_policy(device_id);
         };
         let request = request_for(device, source, target);
         verdict(policy.evaluate(&request, now), device_id)
@@ -108,6 +137,34 @@ impl Access {
     }
 }
 
+impl Verdict {
+    /// The denial when no policy is loaded.
+    pub(crate) fn no_policy(device_id: Option<String>) -> Self {
+        Self {
+            allowed: false,
+            application: None,
+            policy: None,
+            device_id,
+            summary: "no access policy is loaded",
+        }
+    }
+}
+
+/// The policy's view of a user from a token's facts (empty facts are unknown).
+pub(crate) fn policy_user(user: &UserFacts) -> edge_policy::User<'_> {
+    edge_policy::User {
+        email: &user.email,
+        groups: &user.groups,
+        idp: non_empty(&user.idp),
+        login_method: non_empty(&user.login_method),
+        auth_time: auth_time(user.auth_time),
+    }
+}
+
+fn auth_time(at: identity_claims::UnixTime) -> Option<UnixTime> {
+    Some(UnixTime(i64::try_from(at.0).unwrap_or(i64::MAX))).filter(|t| t.0 > 0)
+}
+
 /// The policy request for a source with an optional enrolled device.
 fn request_for<'a>(device: Option<&'a Device>, source: IpAddr, target: Target<'a>) -> Request<'a> {
     Request {
@@ -116,8 +173,7 @@ fn request_for<'a>(device: Option<&'a Device>, source: IpAddr, target: Target<'a
             groups: &d.user.groups,
             idp: Some(d.user.idp.as_str()).filter(|s| !s.is_empty()),
             login_method: Some(d.login_method.as_str()).filter(|s| !s.is_empty()),
-            auth_time: Some(UnixTime(i64::try_from(d.auth_time.0).unwrap_or(i64::MAX)))
-                .filter(|t| t.0 > 0),
+            auth_time: auth_time(d.auth_time),
         }),
         service_token: None,
         device: device.map(|d| edge_policy::Device {
@@ -134,7 +190,7 @@ fn non_empty(s: &str) -> Option<&str> {
     Some(s).filter(|s| !s.is_empty())
 }
 
-fn verdict(decision: Decision<'_>, device_id: Option<String>) -> Verdict {
+pub(crate) fn verdict(decision: Decision<'_>, device_id: Option<String>) -> Verdict {
     let summary = match decision {
         Decision::Allow { .. } => "allowed",
         Decision::Deny(DenyReason::NoApplication) => "no application covers this address",

@@ -7,6 +7,7 @@
 //! TUN device, the clock and logging of decisions belong to `edge-gateway`.
 
 pub mod access;
+pub mod clientless;
 mod edge;
 mod flows;
 pub mod http_host;

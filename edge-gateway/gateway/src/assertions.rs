@@ -80,11 +80,11 @@ impl AssertionCache {
         }
     }
 
-    /// The assertion for `device_id`'s user towards `application`, from the cache or from
+    /// The assertion for `subject`'s user towards `application`, from the cache or from
     /// identity; `None` when identity cannot give one (see the module doc).
-    pub(crate) async fn assertion(&self, device_id: &str, application: &str) -> Option<String> {
+    pub(crate) async fn assertion(&self, subject: Subject, application: &str) -> Option<String> {
         let key = AssertionKey {
-            device_id: device_id.to_owned(),
+            subject,
             application: application.to_owned(),
         };
         let cell = {
@@ -119,7 +119,7 @@ impl AssertionCache {
                     "no application assertion from identity, the request goes on without one: {error}"
                 );
             }
-            tracing::debug!(device = device_id, application, "assertion fetch failed");
+            tracing::debug!(subject = ?key.subject, application, "assertion fetch failed");
         }
         state.store(key, fetched, now)
     }
@@ -145,6 +145,7 @@ impl AssertionCache {
             Applied::Changed(Change::SessionRevoked { .. }) => state.clear(),
             Applied::Changed(
                 Change::PolicyApplied { .. }
+                | Change::ServiceTokenUpserted { .. }
                 | Change::ServiceTokenRevoked { .. }
                 | Change::ConnectorUpserted { .. }
                 | Change::ConnectorRemoved { .. }
@@ -172,10 +173,16 @@ impl AssertionCache {
     }
 
     async fn request(&self, key: &AssertionKey) -> anyhow::Result<AssertionAnswer> {
-        let body = serde_json::json!({
-            "audience": key.application,
-            "device_id": key.device_id,
-        });
+        let body = match &key.subject {
+            Subject::Device(id) => serde_json::json!({
+                "audience": key.application,
+                "device_id": id,
+            }),
+            Subject::Session(sid) => serde_json::json!({
+                "audience": key.application,
+                "session_id": sid,
+            }),
+        };
         let response = self
             .client
             .post(&self.url)
@@ -204,10 +211,33 @@ struct AssertionAnswer {
     expires_in: u64,
 }
 
+/// Whose user an assertion speaks for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Subject {
+    /// An enrolled device (tunnel traffic).
+    Device(String),
+    /// A clientless access session (browsers), by session id.
+    Session(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct AssertionKey {
-    device_id: String,
+    subject: Subject,
     application: String,
+}
+
+impl AssertionKey {
+    /// Sessions are kept: they end only by revocation, which clears the cache.
+    fn kept_with(&self, devices: &BTreeSet<String>) -> bool {
+        match &self.subject {
+            Subject::Device(id) => devices.contains(id),
+            Subject::Session(_) => true,
+        }
+    }
+
+    fn is_device(&self, device_id: &str) -> bool {
+        matches!(&self.subject, Subject::Device(id) if id == device_id)
+    }
 }
 
 /// The outcome of one call to identity, shared by the requests that waited for it.
@@ -335,13 +365,13 @@ impl CacheState {
 
     /// Keeps only the entries of `devices`.
     fn retain_devices(&mut self, devices: &BTreeSet<String>) {
-        self.entries.retain(|k, _| devices.contains(&k.device_id));
-        self.order.retain(|_, k| devices.contains(&k.device_id));
+        self.entries.retain(|k, _| k.kept_with(devices));
+        self.order.retain(|_, k| k.kept_with(devices));
     }
 
     fn forget_device(&mut self, device_id: &str) {
-        self.entries.retain(|k, _| k.device_id != device_id);
-        self.order.retain(|_, k| k.device_id != device_id);
+        self.entries.retain(|k, _| !k.is_device(device_id));
+        self.order.retain(|_, k| !k.is_device(device_id));
     }
 
     fn clear(&mut self) {
@@ -377,7 +407,7 @@ mod tests {
 
     fn key(device: &str, app: &str) -> AssertionKey {
         AssertionKey {
-            device_id: device.into(),
+            subject: Subject::Device(device.into()),
             application: app.into(),
         }
     }
@@ -525,18 +555,28 @@ mod tests {
         let waiting: Vec<_> = (0..8)
             .map(|_| {
                 let cache = cache.clone();
-                tokio::spawn(async move { cache.assertion("dev_1", "wiki").await })
+                tokio::spawn(async move {
+                    cache
+                        .assertion(Subject::Device("dev_1".into()), "wiki")
+                        .await
+                })
             })
             .collect();
         for task in waiting {
             assert_eq!(task.await.unwrap().as_deref(), Some("eyJ.fake.jwt"));
         }
         assert_eq!(
-            cache.assertion("dev_1", "wiki").await.as_deref(),
+            cache
+                .assertion(Subject::Device("dev_1".into()), "wiki")
+                .await
+                .as_deref(),
             Some("eyJ.fake.jwt")
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert!(cache.assertion("dev_2", "wiki").await.is_some());
+        assert!(cache
+            .assertion(Subject::Device("dev_2".into()), "wiki")
+            .await
+            .is_some());
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -544,8 +584,18 @@ mod tests {
     async fn an_identity_error_means_no_assertion_and_no_immediate_retry() {
         let (source, calls) = fake_identity(404, Duration::ZERO).await;
         let cache = AssertionCache::new(&source);
-        assert_eq!(cache.assertion("dev_gone", "wiki").await, None);
-        assert_eq!(cache.assertion("dev_gone", "wiki").await, None);
+        assert_eq!(
+            cache
+                .assertion(Subject::Device("dev_gone".into()), "wiki")
+                .await,
+            None
+        );
+        assert_eq!(
+            cache
+                .assertion(Subject::Device("dev_gone".into()), "wiki")
+                .await,
+            None
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -41,6 +41,16 @@
 //! [access]                            # optional
 //! policy_file = "access.toml"         # edge-policy file deciding hostname requests when
 //!                                     # identity's feed carries no policy; none: deny all
+//!
+//! [clientless]                        # optional, needs [identity] and [connectors]: HTTPS
+//!                                     # for browsers and machines without the client
+//! listen = ["0.0.0.0:443"]            # default [::]:443
+//! login_url = "https://id.example.com" # identity as browsers reach it; default [identity] url
+//! issuer = "https://id.example.com"   # identity's public_url (`iss` of its tokens); default
+//!                                     # [identity] url
+//! [[clientless.certificates]]         # one or more; picked by SNI (wildcards work)
+//! cert_file = "apps.pem"              # chain, leaf first
+//! key_file = "apps.key"
 //! ```
 
 use anyhow::{bail, Context as _};
@@ -77,6 +87,26 @@ pub(crate) struct FileConfig {
     pub(crate) identity: Option<IdentityEntry>,
     pub(crate) connectors: Option<ConnectorsEntry>,
     pub(crate) access: Option<AccessEntry>,
+    pub(crate) clientless: Option<ClientlessEntry>,
+}
+
+/// The `[clientless]` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClientlessEntry {
+    #[serde(default = "default_clientless_listen")]
+    listen: Vec<SocketAddr>,
+    login_url: Option<String>,
+    issuer: Option<String>,
+    #[serde(default)]
+    certificates: Vec<CertificateEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificateEntry {
+    cert_file: PathBuf,
+    key_file: PathBuf,
 }
 
 /// The `[access]` section.
@@ -126,6 +156,11 @@ pub(crate) struct ConnectorSettings {
     pub(crate) name: String,
     pub(crate) http_listen: Vec<SocketAddr>,
     pub(crate) tls_listen: Vec<SocketAddr>,
+    /// `[clientless]`: its listeners and what they serve with.
+    pub(crate) clientless: Option<(
+        Vec<SocketAddr>,
+        std::sync::Arc<crate::app_front::clientless::Clientless>,
+    )>,
 }
 
 /// The `[identity]` section: where the config feed comes from.
@@ -175,6 +210,10 @@ pub(crate) struct EdgeSettings {
 
 fn default_connector_listen() -> SocketAddr {
     SocketAddr::from(([0u16; 8], 7844))
+}
+
+fn default_clientless_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([0u16; 8], 443))]
 }
 
 fn default_tproxy_port() -> u16 {
@@ -283,12 +322,19 @@ pub(crate) fn parse(text: &str, base: &Path) -> anyhow::Result<EdgeSettings> {
             })
         }
     };
-    let connectors = file
+    let mut connectors = file
         .connectors
         .as_ref()
         .map(|entry| connector_settings(entry, base, &file.address))
         .transpose()
         .context("[connectors]")?;
+    if let Some(entry) = &file.clientless {
+        let (Some(connectors), Some(identity)) = (connectors.as_mut(), &file.identity) else {
+            bail!("[clientless] needs [identity] (sessions, keys and tokens come from its feed) and [connectors] (the applications are behind connectors)");
+        };
+        connectors.clientless =
+            Some(clientless_settings(entry, base, &identity.url).context("[clientless]")?);
+    }
     let access_policy = file
         .access
         .as_ref()
@@ -337,7 +383,53 @@ fn connector_settings(
         name: entry.name.clone(),
         http_listen: front_listen(entry.http_listen.as_deref(), addresses, 80),
         tls_listen: front_listen(entry.tls_listen.as_deref(), addresses, 443),
+        clientless: None,
     })
+}
+
+fn clientless_settings(
+    entry: &ClientlessEntry,
+    base: &Path,
+    identity_url: &str,
+) -> anyhow::Result<(
+    Vec<SocketAddr>,
+    std::sync::Arc<crate::app_front::clientless::Clientless>,
+)> {
+    let login_url = entry
+        .login_url
+        .clone()
+        .unwrap_or_else(|| identity_url.to_owned());
+    if !(login_url.starts_with("http://") || login_url.starts_with("https://")) {
+        bail!("login_url must start with http:// or https://");
+    }
+    if entry.listen.is_empty() {
+        bail!("listen must name at least one address (leave [clientless] out to turn it off)");
+    }
+    let mut pairs = Vec::with_capacity(entry.certificates.len());
+    for cert in &entry.certificates {
+        let read = |p: &Path| {
+            let path = base.join(p);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("failed to read {}", path.display()))
+        };
+        pairs.push(crate::app_front::certs::CertificatePem {
+            label: format!("certificate {}", cert.cert_file.display()),
+            chain: read(&cert.cert_file)?,
+            key: read(&cert.key_file)?,
+        });
+    }
+    let tls = crate::app_front::certs::server_config(&pairs)?;
+    Ok((
+        entry.listen.clone(),
+        std::sync::Arc::new(crate::app_front::clientless::Clientless {
+            login_url: login_url.trim_end_matches('/').to_owned(),
+            issuer: entry
+                .issuer
+                .clone()
+                .unwrap_or_else(|| identity_url.trim_end_matches('/').to_owned()),
+            tls,
+        }),
+    ))
 }
 
 /// The configured front addresses, or `port` on the first tunnel address (IPv4 preferred).
@@ -534,6 +626,53 @@ ports = "80"
             parse(&text("nope.toml"), &dir).err().expect("error")
         );
         assert!(missing.contains("failed to read"), "{missing}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_clientless_section_needs_identity_and_connectors_and_loads_its_certificates() {
+        let dir = std::env::temp_dir().join(format!("gh-edge-clientless-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cert =
+            rcgen::generate_simple_self_signed(vec!["*.apps.test".to_owned()]).expect("cert");
+        std::fs::write(dir.join("apps.pem"), cert.cert.pem()).expect("write");
+        std::fs::write(dir.join("apps.key"), cert.key_pair.serialize_pem()).expect("write");
+        std::fs::write(dir.join("edge.token"), "ghst_x\n").expect("write");
+        let clientless = "[clientless]\nlisten = [\"127.0.0.1:8443\"]\n\
+             [[clientless.certificates]]\ncert_file = \"apps.pem\"\nkey_file = \"apps.key\"\n";
+        let connectors = "[connectors]\ncert_file = \"apps.pem\"\nkey_file = \"apps.key\"\n\
+             issuer = \"https://connectors.test\"\n";
+        let identity = "[identity]\nurl = \"https://id.test/\"\ntoken_file = \"edge.token\"\n";
+        let text = format!("private_key = \"{KEY}\"\n{identity}{connectors}{clientless}");
+        let settings = parse(&text, &dir).expect("valid");
+        let (listen, site) = settings
+            .connectors
+            .and_then(|c| c.clientless)
+            .expect("clientless");
+        assert_eq!(listen, ["127.0.0.1:8443".parse().expect("addr")]);
+        assert_eq!(site.login_url, "https://id.test");
+        assert_eq!(
+            site.issuer, "https://id.test",
+            "identity's URL, not the connectors' issuer"
+        );
+
+        let err = |text: &str| format!("{:#}", parse(text, &dir).err().expect("error"));
+        let alone = format!("private_key = \"{KEY}\"\n{connectors}{clientless}");
+        assert!(err(&alone).contains("needs [identity]"), "{}", err(&alone));
+        let no_certs = text.replace(
+            "[[clientless.certificates]]\ncert_file = \"apps.pem\"\nkey_file = \"apps.key\"\n",
+            "",
+        );
+        assert!(
+            err(&no_certs).contains("[clientless]"),
+            "{}",
+            err(&no_certs)
+        );
+        let missing = text.replace(
+            "[[clientless.certificates]]\ncert_file = \"apps.pem\"",
+            "[[clientless.certificates]]\ncert_file = \"nope.pem\"",
+        );
+        assert!(err(&missing).contains("nope.pem"), "{}", err(&missing));
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -150,6 +150,7 @@ impl Connectors {
         tasks.extend(crate::app_front::start(
             &settings.http_listen,
             &settings.tls_listen,
+            settings.clientless.as_ref(),
             &front,
         )?);
         tracing::info!(

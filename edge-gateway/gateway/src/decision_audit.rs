@@ -21,6 +21,7 @@
 
 use crate::identity_feed::FeedSource;
 use edge_core::access::Verdict;
+use edge_core::clientless::Caller;
 use edge_policy::{Protocol, Target};
 use identity_claims::feed::Device;
 use identity_claims::{DecisionKind, DecisionOutcome, DecisionRecord};
@@ -111,12 +112,12 @@ impl DecisionAudit {
         }
     }
 
-    /// Records `verdict` on `target` from `source` now; `device` is `access.device(source)`,
-    /// `reference` the deny page's id when one is shown.
+    /// Records `verdict` on `target` from `source` now; `who` is the device behind the source
+    /// or the clientless caller, `reference` the deny page's id when one is shown.
     pub(crate) fn record_verdict(
         &self,
         verdict: &Verdict,
-        device: Option<&Device>,
+        who: Who<'_>,
         kind: DecisionKind,
         source: IpAddr,
         target: Target<'_>,
@@ -128,13 +129,49 @@ impl DecisionAudit {
         self.record(decision_record(
             &self.edge,
             verdict,
-            device,
+            who,
             kind,
             source,
             &destination(target),
             reference,
             at_ms,
         ));
+    }
+}
+
+/// Who a decision was about, as the record names them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Who<'a> {
+    pub(crate) device_id: Option<&'a str>,
+    pub(crate) user_id: Option<&'a str>,
+    pub(crate) email: Option<&'a str>,
+}
+
+impl<'a> From<Option<&'a Device>> for Who<'a> {
+    fn from(device: Option<&'a Device>) -> Self {
+        device.map_or_else(Self::default, |d| Self {
+            device_id: Some(&d.device_id),
+            user_id: Some(&d.user.user_id),
+            email: Some(&d.user.email),
+        })
+    }
+}
+
+impl<'a> From<&'a Caller> for Who<'a> {
+    /// A browser's user; a service token is named by its id in `user_id`.
+    fn from(caller: &'a Caller) -> Self {
+        match caller {
+            Caller::User(session) => Self {
+                device_id: None,
+                user_id: Some(&session.common.sub),
+                email: Some(&session.user.email),
+            },
+            Caller::Service { token_id } => Self {
+                device_id: None,
+                user_id: Some(token_id),
+                email: None,
+            },
+        }
     }
 }
 
@@ -146,14 +183,14 @@ impl DecisionAudit {
 pub(crate) fn decision_record(
     edge: &str,
     verdict: &Verdict,
-    device: Option<&Device>,
+    who: Who<'_>,
     kind: DecisionKind,
     source: IpAddr,
     destination: &str,
     reference: Option<String>,
     at_ms: u64,
 ) -> DecisionRecord {
-    let non_empty = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+    let non_empty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
     DecisionRecord {
         at_ms,
         edge: edge.to_owned(),
@@ -168,9 +205,9 @@ pub(crate) fn decision_record(
         device_id: verdict
             .device_id
             .clone()
-            .or_else(|| device.map(|d| d.device_id.clone())),
-        user_id: device.and_then(|d| non_empty(&d.user.user_id)),
-        email: device.and_then(|d| non_empty(&d.user.email)),
+            .or_else(|| non_empty(who.device_id)),
+        user_id: non_empty(who.user_id),
+        email: non_empty(who.email),
         destination: destination.to_owned(),
         application: verdict.application.clone(),
         policy: verdict.policy.clone(),

@@ -149,7 +149,7 @@ fn a_verdict_and_its_device_become_a_record() {
     let r = decision_record(
         "fra1",
         &verdict,
-        Some(&device()),
+        Who::from(Some(&device())),
         DecisionKind::Http,
         "::ffff:100.64.0.2".parse().unwrap(),
         &destination(Target::Http {
@@ -177,7 +177,7 @@ fn a_verdict_and_its_device_become_a_record() {
             device_id: None,
             summary: "allowed",
         },
-        None,
+        Who::default(),
         DecisionKind::Flow,
         "100.64.0.9".parse().unwrap(),
         "10.0.0.1:22/tcp",
@@ -370,7 +370,7 @@ async fn the_uploader_posts_batches_identity_stores() {
     };
     audit.record_verdict(
         &verdict,
-        Some(&device()),
+        Who::from(Some(&device())),
         DecisionKind::Http,
         "100.64.0.2".parse().unwrap(),
         Target::Http {

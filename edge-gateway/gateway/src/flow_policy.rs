@@ -97,7 +97,7 @@ impl FlowPolicy for EdgeFlowPolicy {
         if let Some(audit) = &self.audit {
             audit.record_verdict(
                 &verdict,
-                access.device(flow.src),
+                access.device(flow.src).into(),
                 DecisionKind::Flow,
                 flow.src,
                 target,

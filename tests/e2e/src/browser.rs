@@ -47,6 +47,12 @@ impl Browser {
         Ok(Self { client })
     }
 
+    /// A browser over `client`, which must keep cookies and not follow redirects itself (e.g.
+    /// one that trusts a test CA and resolves test hostnames).
+    pub fn from_client(client: Client) -> Self {
+        Self { client }
+    }
+
     /// The underlying client (keeps the cookies), for form posts a test makes itself.
     pub fn client(&self) -> &Client {
         &self.client

@@ -148,7 +148,12 @@ pub fn identity_url() -> String {
     format!("http://127.0.0.1:{IDENTITY_PORT}")
 }
 
-fn admin_in(topo: &Topology, state: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+/// Runs `gatehouse-identity admin ARGS` inside the edge namespace against the identity whose
+/// embedded state is `state`.
+///
+/// # Errors
+/// The command fails.
+pub fn admin_in(topo: &Topology, state: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
     let url = identity_url();
     let token = state.join("admin.token").to_string_lossy().to_string();
     let binary = bin("gatehouse-identity").to_string_lossy().to_string();
@@ -164,7 +169,11 @@ fn admin_in(topo: &Topology, state: &std::path::Path, args: &[&str]) -> anyhow::
     topo.edge.run(&command)
 }
 
-fn password_of(state: &std::path::Path, email: &str) -> anyhow::Result<String> {
+/// A sample user's password from the embedded state's `passwords.txt`.
+///
+/// # Errors
+/// The file or the line is missing.
+pub fn password_of(state: &std::path::Path, email: &str) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(state.join("passwords.txt")).context("passwords.txt")?;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{email} ")).map(str::to_owned))

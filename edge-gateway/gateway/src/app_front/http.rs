@@ -11,6 +11,7 @@
 
 use super::pages::{Page, Reference};
 use super::{accept_failed, FrontContext, OPEN_STREAM_TIMEOUT};
+use crate::assertions::Subject;
 use crate::live_flows::FlowTarget;
 use bytes::Bytes;
 use edge_core::http_host::request_host;
@@ -37,7 +38,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// of up to 16 KiB).
 const MAX_BUF: usize = 32 * 1024;
 
-type Body = BoxBody<Bytes, hyper::Error>;
+pub(super) type Body = BoxBody<Bytes, hyper::Error>;
 
 pub(crate) async fn serve(tcp: TcpListener, context: Arc<FrontContext>) {
     loop {
@@ -77,7 +78,7 @@ async fn handle(
     context: &FrontContext,
     client: SocketAddr,
     local: SocketAddr,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Response<Body> {
     let reference = Reference::random();
     let host = request_host(
@@ -106,19 +107,68 @@ async fn handle(
         &verdict.application,
     ) {
         (Some(cache), Some(device), Some(application)) => {
-            cache.assertion(device, application).await.map(Assertion)
+            cache
+                .assertion(Subject::Device(device.clone()), application)
+                .await
         }
         _ => None,
     };
+    let live = Some(FlowTarget::Http {
+        host: host.clone(),
+        path: path.clone(),
+    });
+    let to = Forward {
+        client,
+        port: local.port(),
+        host,
+        path,
+        reference,
+        assertion,
+        live,
+    };
+    forward(context, to, request).await
+}
+
+/// An allowed request's way to the connector.
+pub(super) struct Forward {
+    pub(super) client: SocketAddr,
+    /// The port the client connected to (the connector's ingress rules may name it).
+    pub(super) port: u16,
+    pub(super) host: String,
+    pub(super) path: String,
+    pub(super) reference: Reference,
+    /// The application assertion for the origin, when identity gave one.
+    pub(super) assertion: Option<String>,
+    /// Registered as a live flow under this target (closed when the tunnel client's device is
+    /// no longer allowed); `None` for clientless requests, which are decided per request.
+    pub(super) live: Option<FlowTarget>,
+}
+
+/// Sends an allowed request to a connector on a stream of its own and streams the response
+/// back; failures are pages.
+pub(super) async fn forward(
+    context: &FrontContext,
+    to: Forward,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
+    let Forward {
+        client,
+        port,
+        host,
+        path,
+        reference,
+        assertion,
+        live,
+    } = to;
     let header = StreamHeader {
         request_id: context.request_id(),
         protocol: Protocol::Http,
         destination: Destination::Host {
             host: host.clone(),
-            port: local.port(),
+            port,
         },
         source: Some(client),
-        assertion,
+        assertion: assertion.map(Assertion),
     };
     let request_id = header.request_id.0;
     let target = Target::Host {
@@ -155,21 +205,21 @@ async fn handle(
         }
     };
     // Closed (the response cut off) if the policy or the device's identity stops allowing it.
-    let live_flow = context.live.register(
-        client.ip(),
-        FlowTarget::Http {
-            host: host.clone(),
-            path: path.clone(),
-        },
-    );
+    let live_flow = live.map(|target| context.live.register(client.ip(), target));
     tokio::spawn(async move {
         // Counts the stream for load balancing until the response body is through.
         let _guard = guard;
+        let closed = async {
+            match &live_flow {
+                Some(flow) => flow.closed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             ended = exchange => if let Err(e) = ended {
                 tracing::debug!(request = request_id, "stream exchange ended: {e}");
             },
-            () = live_flow.closed() => {
+            () = closed => {
                 tracing::debug!(request = request_id, "request no longer allowed: closed");
             }
         }
@@ -238,7 +288,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-fn page(page: Page<'_>, reference: Reference) -> Response<Body> {
+pub(super) fn page(page: Page<'_>, reference: Reference) -> Response<Body> {
     let body = Full::new(Bytes::from(page.html(reference)))
         .map_err(|never: Infallible| match never {})
         .boxed();

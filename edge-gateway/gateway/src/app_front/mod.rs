@@ -16,16 +16,19 @@
 //!   connection through to the connector (protocol `Tcp`, destination `sni:443`; the ingress
 //!   rule's service should be `tcp://`). A denied flow gets a TLS `access_denied` alert.
 
+pub(crate) mod certs;
+pub(crate) mod clientless;
 pub(crate) mod http;
 pub(crate) mod pages;
 pub(crate) mod tls;
 
 use crate::access_state::SharedAccess;
 use crate::assertions::AssertionCache;
-use crate::decision_audit::DecisionAudit;
+use crate::decision_audit::{DecisionAudit, Who};
 use crate::live_flows::LiveFlows;
 use anyhow::Context as _;
 use edge_core::access::Verdict;
+use edge_core::clientless::Caller;
 use identity_claims::DecisionKind;
 use pages::Reference;
 use std::net::IpAddr;
@@ -88,25 +91,15 @@ impl FrontContext {
         let target = edge_policy::Target::Http { host, path };
         let now = policy_now();
         let verdict = access.decide(source, target, now);
-        self.audit.record_verdict(
+        self.record(
             &verdict,
-            access.device(source),
+            access.device(source).into(),
             kind,
             source,
             target,
-            (!verdict.allowed).then(|| reference.to_string()),
+            reference,
         );
         if !verdict.allowed {
-            tracing::info!(
-                %reference,
-                %host,
-                kind = ?kind,
-                application = verdict.application.as_deref().unwrap_or("-"),
-                policy = verdict.policy.as_deref().unwrap_or("-"),
-                device = verdict.device_id.as_deref().unwrap_or("-"),
-                reason = verdict.summary,
-                "request denied"
-            );
             tracing::debug!(
                 %reference,
                 explanation = %access.explain(source, target, now),
@@ -114,6 +107,67 @@ impl FrontContext {
             );
         }
         verdict
+    }
+
+    /// [`FrontContext::decide`] for a clientless request by a verified `caller`.
+    pub(crate) fn decide_caller(
+        &self,
+        caller: &Caller,
+        source: IpAddr,
+        host: &str,
+        path: &str,
+        reference: Reference,
+    ) -> Verdict {
+        let access = self.access.current();
+        let target = edge_policy::Target::Http { host, path };
+        let now = policy_now();
+        let verdict = access.decide_caller(caller, source, target, now);
+        let kind = DecisionKind::Http;
+        self.record(&verdict, caller.into(), kind, source, target, reference);
+        if !verdict.allowed {
+            tracing::debug!(
+                %reference,
+                explanation = %access.explain_caller(caller, source, target, now),
+                "why the request was denied"
+            );
+        }
+        verdict
+    }
+
+    /// Audits a decision and logs a denial at INFO (no personal data).
+    fn record(
+        &self,
+        verdict: &Verdict,
+        who: Who<'_>,
+        kind: DecisionKind,
+        source: IpAddr,
+        target: edge_policy::Target<'_>,
+        reference: Reference,
+    ) {
+        self.audit.record_verdict(
+            verdict,
+            who,
+            kind,
+            source,
+            target,
+            (!verdict.allowed).then(|| reference.to_string()),
+        );
+        if !verdict.allowed {
+            let host = match target {
+                edge_policy::Target::Http { host, .. } => host,
+                edge_policy::Target::Ip { .. } => "-",
+            };
+            tracing::info!(
+                %reference,
+                host,
+                kind = ?kind,
+                application = verdict.application.as_deref().unwrap_or("-"),
+                policy = verdict.policy.as_deref().unwrap_or("-"),
+                device = verdict.device_id.as_deref().unwrap_or("-"),
+                reason = verdict.summary,
+                "request denied"
+            );
+        }
     }
 
     pub(crate) fn request_id(&self) -> RequestId {
@@ -128,6 +182,7 @@ impl FrontContext {
 pub(crate) fn start(
     http_listen: &[SocketAddr],
     tls_listen: &[SocketAddr],
+    clientless: Option<&(Vec<SocketAddr>, Arc<clientless::Clientless>)>,
     context: &Arc<FrontContext>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut tasks = Vec::new();
@@ -140,6 +195,18 @@ pub(crate) fn start(
         let tcp = bind(*addr).with_context(|| format!("failed to bind tls_listen {addr}"))?;
         tracing::info!(listen = %addr, "application front (TLS by SNI) up");
         tasks.push(tokio::spawn(tls::serve(tcp, context.clone())));
+    }
+    if let Some((listen, site)) = clientless {
+        for addr in listen {
+            let tcp = bind(*addr)
+                .with_context(|| format!("failed to bind [clientless] listen {addr}"))?;
+            tracing::info!(listen = %addr, login = %site.login_url, "clientless access (HTTPS) up");
+            tasks.push(tokio::spawn(clientless::serve(
+                tcp,
+                context.clone(),
+                site.clone(),
+            )));
+        }
     }
     Ok(tasks)
 }

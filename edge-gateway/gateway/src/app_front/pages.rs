@@ -34,6 +34,10 @@ pub(crate) enum Page<'a> {
     Timeout,
     /// No usable `Host`.
     BadRequest,
+    /// A clientless request's service token is not valid.
+    BadServiceToken,
+    /// The clientless sign-in's return to the application could not be accepted.
+    LoginFailed,
 }
 
 impl Page<'_> {
@@ -42,7 +46,8 @@ impl Page<'_> {
             Self::Denied { .. } => 403,
             Self::NoConnector | Self::BadGateway => 502,
             Self::Timeout => 504,
-            Self::BadRequest => 400,
+            Self::BadRequest | Self::LoginFailed => 400,
+            Self::BadServiceToken => 401,
         }
     }
 
@@ -53,6 +58,8 @@ impl Page<'_> {
             Self::BadGateway => "Bad gateway",
             Self::Timeout => "Gateway timeout",
             Self::BadRequest => "Bad request",
+            Self::BadServiceToken => "Unauthorized",
+            Self::LoginFailed => "Sign-in failed",
         }
     }
 
@@ -63,6 +70,10 @@ impl Page<'_> {
             Self::BadGateway => "the application's connector could not complete the request",
             Self::Timeout => "the application's connector did not answer in time",
             Self::BadRequest => "the request does not name a host this edge serves",
+            Self::BadServiceToken => "the service token is not valid",
+            Self::LoginFailed => {
+                "the sign-in could not be completed; open the application's address again"
+            }
         }
     }
 
@@ -112,5 +123,7 @@ mod tests {
         assert_eq!(Page::NoConnector.status(), 502);
         assert_eq!(Page::Timeout.status(), 504);
         assert_eq!(Page::BadRequest.status(), 400);
+        assert_eq!(Page::BadServiceToken.status(), 401);
+        assert_eq!(Page::LoginFailed.status(), 400);
     }
 }
