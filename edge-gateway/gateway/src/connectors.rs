@@ -188,6 +188,20 @@ impl Drop for Connectors {
     }
 }
 
+/// The runtime connector traffic runs on: one worker per available core (at least one).
+///
+/// # Errors
+/// The runtime cannot be built (threads cannot be spawned).
+pub(crate) fn proxy_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("gh-edge-proxy")
+        .enable_all()
+        .build()
+        .context("failed to start the connector runtime")
+}
+
 fn merged(static_keys: &Jwks, feed: &Jwks) -> KeySet {
     let mut all = static_keys.clone();
     all.keys.extend(feed.keys.iter().cloned());

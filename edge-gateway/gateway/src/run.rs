@@ -119,6 +119,15 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         .feed
         .as_ref()
         .map(|source| Arc::new(crate::assertions::AssertionCache::new(source)));
+    // Connector traffic (QUIC, the TPROXY splices, the application front) runs on a runtime
+    // of its own, with a worker per core, so that it neither waits for nor slows down the
+    // WireGuard loop on this thread.
+    let proxy_runtime = settings
+        .connectors
+        .as_ref()
+        .map(|_| crate::connectors::proxy_runtime())
+        .transpose()?;
+    let proxy_context = proxy_runtime.as_ref().map(tokio::runtime::Runtime::enter);
     let connectors = match &settings.connectors {
         Some(connector_settings) => Some(crate::connectors::Connectors::start(
             connector_settings,
@@ -131,6 +140,8 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    // Only the connector side's sockets and tasks belong to that runtime.
+    drop(proxy_context);
     if let (Some(source), Some(replica)) = (settings.feed.clone(), replica) {
         let keys = connectors.as_ref().map(crate::connectors::Connectors::keys);
         let (access, live, feed_peers) = (access.clone(), live.clone(), feed_peers.clone());
@@ -185,6 +196,10 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
     .context("the UDP socket failed");
     if let Some(connectors) = connectors {
         connectors.shutdown().await;
+    }
+    if let Some(runtime) = proxy_runtime {
+        // Its tasks were aborted; do not wait for them from inside this runtime.
+        runtime.shutdown_background();
     }
     let stats = stats?;
     tracing::info!(
