@@ -37,7 +37,9 @@
 # random tunnel_id per credential and the edge rejects a Register whose TunnelID differs, so a
 # connector with a fixed TunnelID and a Secret never registers (see the report for this bench).
 #
-# Usage (root): bench/connector.sh [--repeats N] [--seconds S]
+# Usage (root): bench/connector.sh [--repeats N] [--seconds S] [--edge-threads N]
+#   --edge-threads: the edge's `[connectors] threads` (default: unset, one per core; 0 runs
+#   connector traffic on the WireGuard thread, as before the edge had a runtime for it).
 #   GATEHOUSE_BIN_DIR  gatehouse, gatehouse-edge, gatehouse-connector, gatehouse-identity
 #                      (default: target/release; build with
 #                       cargo build --release -p client -p edge-gateway -p connector -p identity)
@@ -52,10 +54,12 @@ set -euo pipefail
 
 REPEATS=3
 SECONDS_PER_RUN=10
+EDGE_THREADS=
 while [ $# -gt 0 ]; do
     case "$1" in
         --repeats) REPEATS=$2; shift ;;
         --seconds) SECONDS_PER_RUN=$2; shift ;;
+        --edge-threads) EDGE_THREADS=$2; shift ;;
         -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -286,6 +290,7 @@ cert_file = "$WORK/pki/edge.pem"
 key_file = "$WORK/pki/edge.key"
 issuer = "$IDENTITY"
 name = "bench-edge"
+${EDGE_THREADS:+threads = $EDGE_THREADS}
 EOF
     cat >"$WORK/client.conf" <<EOF
 [Interface]

@@ -37,6 +37,9 @@
 //! http_listen = ["100.64.0.1:80"]     # the application front for hostname routes (HTTP,
 //!                                     # each request decided); default <first address>:80
 //! tls_listen = ["100.64.0.1:443"]     # TLS passed through by SNI; default <first address>:443
+//! threads = 2                         # worker threads for connector traffic (QUIC, splices,
+//!                                     # fronts); default one per core; 0: share the
+//!                                     # WireGuard thread
 //!
 //! [access]                            # optional
 //! policy_file = "access.toml"         # edge-policy file deciding hostname requests when
@@ -142,6 +145,8 @@ pub(crate) struct ConnectorsEntry {
     pub(crate) http_listen: Option<Vec<SocketAddr>>,
     /// The TLS (SNI) application front; default port 443 of the first tunnel address.
     pub(crate) tls_listen: Option<Vec<SocketAddr>>,
+    /// Worker threads for connector traffic; default one per core; 0: the WireGuard thread.
+    pub(crate) threads: Option<usize>,
 }
 
 /// `[connectors]`, with its files read.
@@ -156,6 +161,8 @@ pub(crate) struct ConnectorSettings {
     pub(crate) name: String,
     pub(crate) http_listen: Vec<SocketAddr>,
     pub(crate) tls_listen: Vec<SocketAddr>,
+    /// Worker threads of the connector runtime; 0: none (the WireGuard thread's runtime).
+    pub(crate) threads: usize,
     /// `[clientless]`: its listeners and what they serve with.
     pub(crate) clientless: Option<(
         Vec<SocketAddr>,
@@ -369,6 +376,9 @@ fn connector_settings(
     if entry.tproxy_port == 0 {
         bail!("tproxy_port must not be 0");
     }
+    if entry.threads.is_some_and(|t| t > 256) {
+        bail!("threads must be at most 256");
+    }
     let jwks = match &entry.jwks_file {
         None => identity_claims::Jwks::default(),
         Some(p) => serde_json::from_str(&read(p, "jwks_file")?).context("jwks_file")?,
@@ -383,6 +393,9 @@ fn connector_settings(
         name: entry.name.clone(),
         http_listen: front_listen(entry.http_listen.as_deref(), addresses, 80),
         tls_listen: front_listen(entry.tls_listen.as_deref(), addresses, 443),
+        threads: entry.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
         clientless: None,
     })
 }

@@ -188,17 +188,21 @@ impl Drop for Connectors {
     }
 }
 
-/// The runtime connector traffic runs on: one worker per available core (at least one).
+/// The runtime connector traffic runs on, with `workers` threads; `None` for 0 (it then
+/// shares the WireGuard thread's runtime).
 ///
 /// # Errors
 /// The runtime cannot be built (threads cannot be spawned).
-pub(crate) fn proxy_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+pub(crate) fn proxy_runtime(workers: usize) -> anyhow::Result<Option<tokio::runtime::Runtime>> {
+    if workers == 0 {
+        return Ok(None);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("gh-edge-proxy")
         .enable_all()
         .build()
+        .map(Some)
         .context("failed to start the connector runtime")
 }
 

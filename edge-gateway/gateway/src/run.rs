@@ -119,14 +119,13 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         .feed
         .as_ref()
         .map(|source| Arc::new(crate::assertions::AssertionCache::new(source)));
-    // Connector traffic (QUIC, the TPROXY splices, the application front) runs on a runtime
-    // of its own, with a worker per core, so that it neither waits for nor slows down the
-    // WireGuard loop on this thread.
-    let proxy_runtime = settings
-        .connectors
-        .as_ref()
-        .map(|_| crate::connectors::proxy_runtime())
-        .transpose()?;
+    // Connector traffic (QUIC, the TPROXY splices, the application fronts) runs on a runtime
+    // of its own (`[connectors] threads`, default a worker per core), so that it neither
+    // waits for nor slows down the WireGuard loop on this thread.
+    let proxy_runtime = match &settings.connectors {
+        Some(c) => crate::connectors::proxy_runtime(c.threads)?,
+        None => None,
+    };
     let proxy_context = proxy_runtime.as_ref().map(tokio::runtime::Runtime::enter);
     let connectors = match &settings.connectors {
         Some(connector_settings) => Some(crate::connectors::Connectors::start(
