@@ -142,37 +142,20 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
     // Only the connector side's sockets and tasks belong to that runtime.
     drop(proxy_context);
     if let (Some(source), Some(replica)) = (settings.feed.clone(), replica) {
-        let keys = connectors.as_ref().map(crate::connectors::Connectors::keys);
-        let (access, live, feed_peers) = (access.clone(), live.clone(), feed_peers.clone());
-        let recheck_policy = recheck_policy.clone();
+        let consumers = FeedConsumers {
+            keys: connectors.as_ref().map(crate::connectors::Connectors::keys),
+            assertions,
+            access: access.clone(),
+            live: live.clone(),
+            recheck_policy: recheck_policy.clone(),
+            static_names,
+            feed_peers: feed_peers.clone(),
+        };
         tokio::spawn(crate::identity_feed::follow(
             source,
             replica,
             move |update| {
-                tracing::debug!(
-                    revision = update.replica.revision().0,
-                    kind = crate::identity_feed::applied_kind(&update.applied),
-                    "identity feed applied"
-                );
-                if let Some(keys) = &keys {
-                    keys.set_feed_keys(update.replica.signing_keys());
-                }
-                if let Some(assertions) = &assertions {
-                    assertions.apply_feed(&update);
-                }
-                if !matches!(update.applied, Applied::Replaced | Applied::Changed(_)) {
-                    // A heartbeat or an unknown delta: nothing anyone decides on changed.
-                    return;
-                }
-                access.update_from_replica(update.replica);
-                let closed = live.recheck(|source, target| {
-                    let peer = peer_name(&static_names, &access, source);
-                    recheck_policy.still_allows(&peer, source, target)
-                });
-                if closed > 0 {
-                    tracing::info!(closed, "live flows no longer allowed were closed");
-                }
-                feed_peers.publish(wanted_peers(update.replica));
+                consumers.apply(&update);
             },
         ));
     }
@@ -208,6 +191,47 @@ pub(crate) async fn run(settings: EdgeSettings) -> anyhow::Result<()> {
         "edge stopping"
     );
     Ok(())
+}
+
+/// Everything that follows identity's feed: the connector keys, the assertion cache, the
+/// access decisions, the live flows they recheck, and the WireGuard peers.
+struct FeedConsumers {
+    keys: Option<Arc<crate::connectors::ConnectorKeys>>,
+    assertions: Option<Arc<crate::assertions::AssertionCache>>,
+    access: Arc<SharedAccess>,
+    live: Arc<LiveFlows>,
+    recheck_policy: EdgeFlowPolicy,
+    static_names: Vec<(ipnet::IpNet, String)>,
+    feed_peers: Arc<FeedPeers>,
+}
+
+impl FeedConsumers {
+    fn apply(&self, update: &crate::identity_feed::Update<'_>) {
+        tracing::debug!(
+            revision = update.replica.revision().0,
+            kind = crate::identity_feed::applied_kind(&update.applied),
+            "identity feed applied"
+        );
+        if let Some(keys) = &self.keys {
+            keys.set_feed_keys(update.replica.signing_keys());
+        }
+        if let Some(assertions) = &self.assertions {
+            assertions.apply_feed(update);
+        }
+        if !matches!(update.applied, Applied::Replaced | Applied::Changed(_)) {
+            // A heartbeat or an unknown delta: nothing anyone decides on changed.
+            return;
+        }
+        self.access.update_from_replica(update.replica);
+        let closed = self.live.recheck(|source, target| {
+            let peer = peer_name(&self.static_names, &self.access, source);
+            self.recheck_policy.still_allows(&peer, source, target)
+        });
+        if closed > 0 {
+            tracing::info!(closed, "live flows no longer allowed were closed");
+        }
+        self.feed_peers.publish(wanted_peers(update.replica));
+    }
 }
 
 /// The name the edge core knows the peer using `source` by: a `[[peers]]` name, else
