@@ -19,6 +19,14 @@
 //   POST /_test/rotate-key?retire=1                  drops the old keys from the JWKS
 // Each rotation prints `oidc-provider rotated kid=<new kid> kids=<comma list>`.
 //
+// Accounts change at run time (what an IdP admin does; the next token, refreshed or not,
+// carries the change):
+//   POST /_test/groups?username=alice&groups=admins,sales   replaces alice's groups ("" = none)
+//   POST /_test/remove-account?username=alice               deletes alice: her refresh tokens
+//                                                           then answer `invalid_grant`
+// Refresh tokens: the client may use the `refresh_token` grant; a code whose request had
+// `scope=… offline_access` and `prompt=consent` comes with one (oidc-provider's rule).
+//
 // The login form (GET /interaction/<uid>) has `username` and `password` fields and posts to
 // `/interaction/<uid>/login`. Consent is granted automatically (a first-party test client).
 // A wrong password re-renders the form with status 401 and "invalid username or password".
@@ -41,7 +49,8 @@ const CLAIMS = {
   profile: ['name', 'preferred_username'],
   groups: ['groups'],
 };
-const SCOPES = Object.keys(CLAIMS);
+// `offline_access` releases no claim: it asks for a refresh token (OIDC Core §11).
+const SCOPES = [...Object.keys(CLAIMS), 'offline_access'];
 
 // Fixed accounts: username → { password, email, name, groups }. The `sub` is `user-<username>`.
 const DEFAULT_ACCOUNTS = {
@@ -81,7 +90,7 @@ const authMethod = args['auth-method'] ?? process.env.OIDC_AUTH_METHOD ?? 'clien
 const accountsFile = args.accounts ?? process.env.OIDC_ACCOUNTS;
 const accounts = accountsFile
   ? JSON.parse(readFileSync(accountsFile, 'utf8'))
-  : DEFAULT_ACCOUNTS;
+  : structuredClone(DEFAULT_ACCOUNTS);
 
 if (redirectUris.length === 0) {
   console.error('provider.mjs: at least one --redirect-uri is required');
@@ -129,6 +138,25 @@ async function route(req, res) {
     sendJson(res, 200, result);
     return;
   }
+  if (req.method === 'POST' && url.pathname === '/_test/groups') {
+    const username = url.searchParams.get('username') ?? '';
+    if (!Object.hasOwn(accounts, username)) {
+      sendJson(res, 404, { error: 'unknown username' });
+      return;
+    }
+    accounts[username].groups = (url.searchParams.get('groups') ?? '').split(',').filter(Boolean);
+    console.log(`oidc-provider groups username=${username} groups=${accounts[username].groups.join(',')}`);
+    sendJson(res, 200, { username, groups: accounts[username].groups });
+    return;
+  }
+  if (req.method === 'POST' && url.pathname === '/_test/remove-account') {
+    const username = url.searchParams.get('username') ?? '';
+    const removed = Object.hasOwn(accounts, username);
+    delete accounts[username];
+    console.log(`oidc-provider removed username=${username} removed=${removed}`);
+    sendJson(res, removed ? 200 : 404, { username, removed });
+    return;
+  }
   const interaction = url.pathname.match(/^\/interaction\/([^/]+)(\/login)?$/);
   if (interaction) {
     if (req.method === 'GET' && !interaction[2]) {
@@ -150,7 +178,7 @@ function buildProvider() {
         client_id: clientId,
         client_secret: clientSecret,
         redirect_uris: redirectUris,
-        grant_types: ['authorization_code'],
+        grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
         token_endpoint_auth_method: authMethod,
       },
@@ -160,7 +188,8 @@ function buildProvider() {
     cookies: { keys: cookieKeys },
     claims: CLAIMS,
     scopes: SCOPES,
-    // Scope claims go into the ID token too, so a relying party needs no userinfo call.
+    // Scope claims go into the ID token too (also the one a refresh returns), so a relying
+    // party needs no userinfo call.
     conformIdTokenClaims: false,
     pkce: { required: () => true },
     features: {
@@ -172,7 +201,8 @@ function buildProvider() {
     loadExistingGrant: autoGrant,
     findAccount: (_ctx, sub) => {
       const username = sub.replace(/^user-/, '');
-      const account = accounts[username];
+      // Read at every token (login or refresh), so run-time changes show at once.
+      const account = Object.hasOwn(accounts, username) ? accounts[username] : undefined;
       if (!account) {
         return undefined;
       }
@@ -219,8 +249,20 @@ async function autoGrant(ctx) {
 
 async function showInteraction(req, res) {
   const details = await provider.interactionDetails(req, res);
+  if (details.prompt.name === 'consent') {
+    // An explicit `prompt=consent` (needed for `offline_access`) is resolved only by a consent
+    // result: grant everything at once, as autoGrant does.
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ clientId: details.params.client_id, accountId: details.session.accountId });
+    grant.addOIDCScope(SCOPES.join(' '));
+    grant.addOIDCClaims(Object.values(CLAIMS).flat());
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+    return;
+  }
   if (details.prompt.name !== 'login') {
-    // Consent is automatic (autoGrant); any other prompt finishes with what it has.
+    // Any other prompt finishes with what it has.
     await provider.interactionFinished(req, res, {}, { mergeWithLastSubmission: true });
     return;
   }

@@ -47,6 +47,11 @@
 //! client_secret = "…"                     # or client_secret_file; omit for a public client
 //! scopes = ["openid", "email", "profile"] # default; "openid" is always sent
 //! groups_claim = "groups"                 # default "groups" (read from the ID token)
+//! sync_groups = "5m"                      # default off: at login ask for a refresh token
+//!                                         # (scope offline_access, prompt=consent) and re-read
+//!                                         # the user's groups this often (at least 1s); a
+//!                                         # refused refresh (invalid_grant) revokes that login's
+//!                                         # sessions and the devices enrolled with them
 //!
 //! [[providers]]                           # the built-in local provider (at most one)
 //! id = "local"
@@ -186,6 +191,9 @@ pub(crate) struct ProviderEntry {
     #[serde(default = "default_groups_claim")]
     pub(crate) groups_claim: String,
     pub(crate) users_file: Option<PathBuf>,
+    /// Group re-sync through the provider's refresh tokens; `None` (the default) is off.
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) sync_groups: Option<Duration>,
 }
 
 /// Command-line and environment overrides (clap fills them, `None` = not given).
@@ -232,6 +240,8 @@ pub(crate) struct Provider {
     pub(crate) scopes: Vec<String>,
     pub(crate) groups_claim: String,
     pub(crate) users_file: Option<PathBuf>,
+    /// How often the groups of a login are re-read with its refresh token (`None`: never).
+    pub(crate) sync_groups: Option<Duration>,
 }
 
 /// The client id identity's relying party uses at its own local provider.
@@ -399,6 +409,12 @@ fn resolve_provider(
             if entry.users_file.is_some() {
                 bail!("users_file is only for kind = \"local\"");
             }
+            if entry
+                .sync_groups
+                .is_some_and(|d| d < Duration::from_secs(1))
+            {
+                bail!("sync_groups must be at least 1s");
+            }
             let issuer = entry.issuer.context("missing issuer")?;
             let client_id = entry.client_id.context("missing client_id")?;
             let client_secret = match (entry.client_secret, entry.client_secret_file) {
@@ -417,6 +433,7 @@ fn resolve_provider(
                 scopes,
                 groups_claim: entry.groups_claim,
                 users_file: None,
+                sync_groups: entry.sync_groups,
             })
         }
         ProviderKind::Local => {
@@ -425,6 +442,9 @@ fn resolve_provider(
             }
             if entry.client_secret.is_some() || entry.client_secret_file.is_some() {
                 bail!("client_secret is generated for kind = \"local\"");
+            }
+            if entry.sync_groups.is_some() {
+                bail!("sync_groups is only for kind = \"oidc\" (local groups are read at login)");
             }
             let users_file = base.join(entry.users_file.context("missing users_file")?);
             let issuer = Url::parse(&format!(
@@ -442,6 +462,7 @@ fn resolve_provider(
                 scopes,
                 groups_claim: entry.groups_claim,
                 users_file: Some(users_file),
+                sync_groups: None,
             })
         }
     }
@@ -641,6 +662,27 @@ users_file = "users.toml"
             local.users_file.as_deref(),
             Some(Path::new("/cfg/users.toml"))
         );
+    }
+
+    #[test]
+    fn sync_groups_is_off_by_default_and_parses_a_duration() {
+        let base = "[[providers]]\nid = \"x\"\nkind = \"oidc\"\nclient_id = \"c\"\nissuer = \"https://a\"\n";
+        let off = parse(base, Path::new("."), &Overrides::default()).unwrap();
+        assert_eq!(off.providers[0].sync_groups, None);
+        let on = parse(
+            &format!("{base}sync_groups = \"5m\"\n"),
+            Path::new("."),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(on.providers[0].sync_groups, Some(Duration::from_secs(300)));
+        let err = parse(
+            &format!("{base}sync_groups = \"10ms\"\n"),
+            Path::new("."),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("at least 1s"), "{err:#}");
     }
 
     #[test]

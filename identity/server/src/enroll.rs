@@ -135,6 +135,8 @@ async fn enroll(
         auth_time: crate::keys::to_store_time(session.user.auth_time.0),
         expires_at: identity_store::UnixTime(at.0.saturating_add(lifetime)),
     };
+    // The CLI session it was enrolled with: re-sync and an upstream `invalid_grant` reach it.
+    let parent_sid = SessionId::new(session.sid.clone());
     let (device, created) = state
         .db(move |store| {
             Ok(store.write(|w| {
@@ -154,13 +156,16 @@ async fn enroll(
                     },
                     at,
                 )?;
-                w.create_session(
+                let device_session = w.create_session(
                     &NewSession {
                         device_id: Some(device.id.clone()),
                         ..device_session
                     },
                     at,
                 )?;
+                if w.session(&parent_sid)?.is_some() {
+                    w.set_session_parent(&device_session.id, &parent_sid)?;
+                }
                 w.record_audit(&NewAuditEvent {
                     at,
                     actor: user_id.as_str().to_owned(),

@@ -21,6 +21,7 @@ mod enroll;
 mod error;
 mod feed;
 mod flows;
+mod group_sync;
 mod html;
 mod http;
 mod keys;
@@ -66,6 +67,7 @@ pub async fn serve_listener(
         .with_context(|| format!("failed to open the database {}", config.database.display()))?;
     let state = state::AppState::new(config, store, flows::unix_now())?;
     state.spawn_maintenance();
+    group_sync::spawn(&state);
     tracing::info!(addr = %listener.local_addr()?, "listening");
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -397,6 +397,8 @@ async fn issue_cli_session(
                     return Ok(None);
                 }
                 w.create_session(&session, at)?;
+                // Re-sync and an upstream `invalid_grant` reach what rests on the login.
+                w.set_session_parent(&session.id, &browser_sid)?;
                 w.record_audit(&NewAuditEvent {
                     at,
                     actor: user_id.as_str().to_owned(),

@@ -24,8 +24,9 @@ use identity_core::login::ReturnTo;
 use identity_store::{AuditAction, AuditOutcome, NewAuditEvent, NewSession, NewUser};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse as _,
 };
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
@@ -107,6 +108,13 @@ async fn start_login(state: &AppState, q: LoginQuery) -> Result<Response, ApiErr
         .set_pkce_challenge(challenge);
     for scope in provider.scopes.iter().filter(|s| s.as_str() != "openid") {
         request = request.add_scope(Scope::new(scope.clone()));
+    }
+    if provider.sync_groups.is_some() && !provider.scopes.iter().any(|s| s == "offline_access") {
+        // OIDC Core §11: a refresh token usable without the user needs `offline_access`, and
+        // the provider then must obtain consent (`prompt=consent`).
+        request = request
+            .add_scope(Scope::new("offline_access".to_owned()))
+            .add_prompt(openidconnect::core::CoreAuthPrompt::Consent);
     }
     let (url, _, _) = request.url();
     Ok(Redirect::to(url.as_str()).into_response())
@@ -219,13 +227,36 @@ async fn finish_login(
         ProviderKind::Local => "pwd".to_owned(),
         ProviderKind::Oidc => "oidc".to_owned(),
     });
-    let token = complete_login(state, provider, verified, groups, login_method, now).await?;
+    // Kept only when re-sync is on: a refresh token nobody uses is a secret for nothing.
+    let refresh = provider
+        .sync_groups
+        .and(response.refresh_token())
+        .map(|t| secrecy::SecretString::from(t.secret().clone()));
+    if provider.sync_groups.is_some() && refresh.is_none() {
+        tracing::debug!(provider = %provider.id, "no refresh token: groups are not re-synced for this login");
+    }
+    let login = Login {
+        verified,
+        groups,
+        login_method,
+        refresh,
+    };
+    let token = complete_login(state, provider, login, now).await?;
     Ok((token, attempt.return_to))
 }
 
+/// What a verified upstream login brings to [`complete_login`].
+struct Login {
+    verified: Verified,
+    groups: Vec<String>,
+    login_method: String,
+    /// The provider's refresh token, when group re-sync is on and it gave one.
+    refresh: Option<secrecy::SecretString>,
+}
+
 /// What we keep of a verified ID token.
-struct Verified {
-    subject: String,
+pub(crate) struct Verified {
+    pub(crate) subject: String,
     email: Option<String>,
     name: Option<String>,
     auth_time: Option<i64>,
@@ -251,7 +282,7 @@ impl From<&openidconnect::core::CoreIdTokenClaims> for Verified {
 }
 
 /// `iat` may not lie more than the skew in the future nor more than an hour in the past.
-fn check_iat(iat: chrono::DateTime<chrono::Utc>, skew: Duration) -> Result<(), String> {
+pub(crate) fn check_iat(iat: chrono::DateTime<chrono::Utc>, skew: Duration) -> Result<(), String> {
     let now = i64::try_from(crate::flows::unix_now()).unwrap_or(i64::MAX);
     let skew = i64::try_from(skew.as_secs()).unwrap_or(0);
     let iat = iat.timestamp();
@@ -270,7 +301,9 @@ fn check_iat(iat: chrono::DateTime<chrono::Utc>, skew: Duration) -> Result<(), S
 
 /// The payload of an ID token whose signature was verified, as JSON (for `azp` and the
 /// configurable groups claim, which the typed claims do not carry).
-fn raw_claims(jwt: &str) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+pub(crate) fn raw_claims(
+    jwt: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let payload = jwt
         .split('.')
         .nth(1)
@@ -284,7 +317,7 @@ fn raw_claims(jwt: &str) -> Result<serde_json::Map<String, serde_json::Value>, A
 }
 
 /// OIDC Core §3.1.3.7 steps 4–5: several audiences need an `azp`; an `azp` must be us.
-fn check_azp(
+pub(crate) fn check_azp(
     raw: &serde_json::Map<String, serde_json::Value>,
     client_id: &str,
 ) -> Result<(), ApiError> {
@@ -305,7 +338,10 @@ fn check_azp(
 }
 
 /// Group names from `claim`: an array of strings, or one string. Anything else is no groups.
-fn groups_from(raw: &serde_json::Map<String, serde_json::Value>, claim: &str) -> Vec<String> {
+pub(crate) fn groups_from(
+    raw: &serde_json::Map<String, serde_json::Value>,
+    claim: &str,
+) -> Vec<String> {
     let mut groups: Vec<String> = match raw.get(claim) {
         Some(serde_json::Value::Array(items)) => items
             .iter()
@@ -326,11 +362,15 @@ fn groups_from(raw: &serde_json::Map<String, serde_json::Value>, claim: &str) ->
 async fn complete_login(
     state: &AppState,
     provider: &Provider,
-    verified: Verified,
-    groups: Vec<String>,
-    login_method: String,
+    login: Login,
     now: u64,
 ) -> Result<String, ApiError> {
+    let Login {
+        verified,
+        groups,
+        login_method,
+        refresh,
+    } = login;
     let idp = provider.id.clone();
     let lifetime = state.config().tokens.browser_session.as_secs();
     let at = crate::keys::to_store_time(now);
@@ -385,9 +425,15 @@ async fn complete_login(
                         },
                         at,
                     )?;
+                    if let Some(refresh) = &refresh {
+                        w.put_upstream_grant(&sid, refresh, at)?;
+                    }
                     audit(
                         AuditOutcome::Success,
-                        serde_json::json!({ "login_method": login_method }),
+                        serde_json::json!({
+                            "login_method": login_method,
+                            "group_sync": refresh.is_some(),
+                        }),
                     )?;
                     Ok((user, groups, Some(sid)))
                 })?)
@@ -431,7 +477,7 @@ async fn audit_failure(state: &AppState, provider_id: &str, e: &ApiError) {
     }
 }
 
-type Client = openidconnect::Client<
+pub(crate) type Client = openidconnect::Client<
     openidconnect::EmptyAdditionalClaims,
     openidconnect::core::CoreAuthDisplay,
     openidconnect::core::CoreGenderClaim,
@@ -452,7 +498,7 @@ type Client = openidconnect::Client<
 >;
 
 /// A client for `provider` from (cached or fresh) discovery.
-async fn client_for(
+pub(crate) async fn client_for(
     state: &AppState,
     provider: &Provider,
     refresh: bool,

@@ -39,7 +39,8 @@
 //! [`Store::open`], tracked in SQLite's `user_version` by `rusqlite_migration`.
 //!
 //! Secrets: service token secrets never reach the store (callers pass a hash); signing key
-//! seeds are [`secrecy::SecretSlice`] and redacted in `Debug`.
+//! seeds are [`secrecy::SecretSlice`] and upstream refresh tokens [`secrecy::SecretString`],
+//! both redacted in `Debug`.
 
 mod ids;
 mod read;
@@ -61,7 +62,7 @@ pub use types::{
     Device, DeviceRecord, EntityKind, Group, NewAuditEvent, NewConnector, NewDevice, NewPolicy,
     NewServiceToken, NewSession, NewUser, Policy, PolicyFormat, Posture, RevisionEntry,
     ServiceToken, ServiceTokenKind, Session, SigningKey, Snapshot, StoredDecision, UnknownVariant,
-    User, MAX_DECISION_PAGE,
+    UpstreamGrant, User, MAX_DECISION_PAGE,
 };
 pub use write::WriteTx;
 
@@ -72,6 +73,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_decisions.sql"),
+    include_str!("../migrations/0003_upstream_refresh.sql"),
 ];
 
 /// Errors of every store operation.
@@ -269,6 +271,9 @@ read_shortcuts! {
     fn compacted_before(&self) -> Revision;
     fn changes_since(&self, since: Revision, limit: u32) -> Vec<RevisionEntry>;
     fn snapshot(&self, now: UnixTime) -> Snapshot;
+    fn upstream_grant(&self, session: &SessionId) -> Option<UpstreamGrant>;
+    fn live_upstream_grants(&self, now: UnixTime) -> Vec<UpstreamGrant>;
+    fn session_tree(&self, root: &SessionId) -> Vec<Session>;
 }
 
 write_shortcuts! {
@@ -296,4 +301,8 @@ write_shortcuts! {
     fn retire_signing_key(&self, kid: &str, now: UnixTime) -> SigningKey;
     fn delete_signing_key(&self, kid: &str, now: UnixTime) -> ();
     fn compact_before(&self, revision: Revision) -> u64;
+    fn set_session_parent(&self, id: &SessionId, parent: &SessionId) -> ();
+    fn put_upstream_grant(&self, session: &SessionId, refresh_token: &secrecy::SecretString, now: UnixTime) -> ();
+    fn mark_upstream_synced(&self, session: &SessionId, refresh_token: Option<&secrecy::SecretString>, now: UnixTime) -> ();
+    fn delete_upstream_grant(&self, session: &SessionId) -> bool;
 }

@@ -10,8 +10,8 @@ use crate::ids::{ConnectorId, DeviceId, Revision, ServiceTokenId, SessionId, Uni
 use crate::rows::{self, all, optional, to_i64};
 use crate::types::{
     AuditEvent, AuditQuery, Connector, DecisionQuery, Device, DeviceRecord, Group, Policy,
-    RevisionEntry, ServiceToken, Session, SigningKey, Snapshot, StoredDecision, User,
-    MAX_DECISION_PAGE,
+    RevisionEntry, ServiceToken, Session, SigningKey, Snapshot, StoredDecision, UpstreamGrant,
+    User, MAX_DECISION_PAGE,
 };
 use crate::StoreError;
 
@@ -568,6 +568,54 @@ impl<'a> ReadTx<'a> {
         })
     }
 
+    /// The upstream refresh token kept for the browser login `session`.
+    ///
+    /// # Errors
+    /// `Database` only.
+    pub fn upstream_grant(&self, session: &SessionId) -> Result<Option<UpstreamGrant>, StoreError> {
+        let sql =
+            format!("SELECT {UPSTREAM_GRANT_COLUMNS} FROM upstream_grants WHERE session_id = ?1");
+        optional(self.conn, &sql, [session.as_str()], upstream_grant_row)
+    }
+
+    /// The upstream grants something still rests on: the login session or a session issued
+    /// from it (the CLI's, a device's) is unrevoked and unexpired at `now`. Ordered by session id.
+    ///
+    /// # Errors
+    /// `Database` only.
+    pub fn live_upstream_grants(&self, now: UnixTime) -> Result<Vec<UpstreamGrant>, StoreError> {
+        let sql = format!(
+            "WITH RECURSIVE tree (root, id) AS ( \
+               SELECT session_id, session_id FROM upstream_grants \
+               UNION ALL \
+               SELECT tree.root, s.id FROM sessions s JOIN tree ON s.parent_id = tree.id) \
+             SELECT {UPSTREAM_GRANT_COLUMNS} FROM upstream_grants WHERE EXISTS ( \
+               SELECT 1 FROM tree JOIN sessions s ON s.id = tree.id \
+               WHERE tree.root = upstream_grants.session_id AND s.revoked_at IS NULL \
+               AND s.expires_at > ?1) \
+             ORDER BY session_id"
+        );
+        all(self.conn, &sql, [now.0], upstream_grant_row)
+    }
+
+    /// `root` and every session issued from it, directly or not (root first, then by id).
+    ///
+    /// # Errors
+    /// `Database` only.
+    pub fn session_tree(&self, root: &SessionId) -> Result<Vec<Session>, StoreError> {
+        let columns = prefixed(rows::SESSION_COLUMNS, "s.");
+        let sql = format!(
+            "WITH RECURSIVE tree (id, depth) AS ( \
+               SELECT ?1, 0 \
+               UNION ALL \
+               SELECT s.id, tree.depth + 1 FROM sessions s JOIN tree ON s.parent_id = tree.id \
+               WHERE tree.depth < 16) \
+             SELECT {columns} FROM sessions s JOIN tree ON s.id = tree.id \
+             ORDER BY tree.depth, s.id"
+        );
+        all(self.conn, &sql, [root.as_str()], rows::session)
+    }
+
     fn with_addresses(&self, mut device: Device) -> Result<Device, StoreError> {
         let pairs = all(
             self.conn,
@@ -604,6 +652,20 @@ impl<'a> ReadTx<'a> {
         )?;
         Ok(connector)
     }
+}
+
+const UPSTREAM_GRANT_COLUMNS: &str =
+    "session_id, user_id, idp, refresh_token, created_at, synced_at";
+
+fn upstream_grant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UpstreamGrant> {
+    Ok(UpstreamGrant {
+        session_id: SessionId::new(row.get::<_, String>(0)?),
+        user_id: UserId::new(row.get::<_, String>(1)?),
+        idp: row.get(2)?,
+        refresh_token: secrecy::SecretString::from(row.get::<_, String>(3)?),
+        created_at: UnixTime(row.get(4)?),
+        synced_at: row.get::<_, Option<i64>>(5)?.map(UnixTime),
+    })
 }
 
 fn prefixed(columns: &str, prefix: &str) -> String {

@@ -106,6 +106,19 @@ pub struct Session {
     pub revoked_at: Option<UnixTime>,
 }
 
+/// An upstream provider's refresh token for the browser login `session_id` (group re-sync).
+/// Not `Serialize`: the token is a secret and never leaves identity.
+#[derive(Clone, Debug)]
+pub struct UpstreamGrant {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub idp: String,
+    pub refresh_token: secrecy::SecretString,
+    pub created_at: UnixTime,
+    /// When a refresh last succeeded.
+    pub synced_at: Option<UnixTime>,
+}
+
 /// A new session; see [`crate::WriteTx::create_session`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewSession {
@@ -236,6 +249,8 @@ pub enum AuditAction {
     PolicyReject,
     SigningKeyRotate,
     AdminAuth,
+    /// Groups re-read from the upstream provider with a refresh token (or the grant ended).
+    GroupSync,
 }
 
 /// Whether the audited action succeeded.
@@ -466,6 +481,7 @@ text_enum!(AuditAction {
     PolicyReject => "policy_reject",
     SigningKeyRotate => "signing_key_rotate",
     AdminAuth => "admin_auth",
+    GroupSync => "group_sync",
 });
 
 /// Most decisions one [`crate::ReadTx::decisions`] call returns.

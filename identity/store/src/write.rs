@@ -340,6 +340,92 @@ impl<'a> WriteTx<'a> {
         self.must_session(id)
     }
 
+    /// Records that session `id` was issued from `parent` (see [`ReadTx::session_tree`]);
+    /// edges need not learn it, so no revision.
+    ///
+    /// # Errors
+    /// `NotFound` when either session does not exist.
+    pub fn set_session_parent(&self, id: &SessionId, parent: &SessionId) -> Result<(), StoreError> {
+        self.must_session(parent)?;
+        let n = self.conn().execute(
+            "UPDATE sessions SET parent_id = ?2 WHERE id = ?1",
+            params![id.as_str(), parent.as_str()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound { what: "session" });
+        }
+        Ok(())
+    }
+
+    /// Keeps the upstream refresh token of the browser login `session` (replacing one kept
+    /// before). No revision: edges never see it.
+    ///
+    /// # Errors
+    /// `NotFound` when the session does not exist.
+    pub fn put_upstream_grant(
+        &self,
+        session: &SessionId,
+        refresh_token: &secrecy::SecretString,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        use secrecy::ExposeSecret as _;
+        let s = self.must_session(session)?;
+        self.conn().execute(
+            "INSERT INTO upstream_grants (session_id, user_id, idp, refresh_token, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (session_id) DO UPDATE SET \
+             refresh_token = excluded.refresh_token, created_at = excluded.created_at, synced_at = NULL",
+            params![
+                session.as_str(),
+                s.user_id.as_str(),
+                s.idp,
+                refresh_token.expose_secret(),
+                now.0
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A refresh of `session`'s grant succeeded at `now`; a rotated refresh token replaces the
+    /// kept one.
+    ///
+    /// # Errors
+    /// `NotFound` when no grant is kept for the session.
+    pub fn mark_upstream_synced(
+        &self,
+        session: &SessionId,
+        refresh_token: Option<&secrecy::SecretString>,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        use secrecy::ExposeSecret as _;
+        let n = match refresh_token {
+            Some(token) => self.conn().execute(
+                "UPDATE upstream_grants SET synced_at = ?2, refresh_token = ?3 WHERE session_id = ?1",
+                params![session.as_str(), now.0, token.expose_secret()],
+            )?,
+            None => self.conn().execute(
+                "UPDATE upstream_grants SET synced_at = ?2 WHERE session_id = ?1",
+                params![session.as_str(), now.0],
+            )?,
+        };
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "upstream grant",
+            });
+        }
+        Ok(())
+    }
+
+    /// Forgets `session`'s upstream grant; returns whether one was kept.
+    ///
+    /// # Errors
+    /// `Database` only.
+    pub fn delete_upstream_grant(&self, session: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM upstream_grants WHERE session_id = ?1",
+            params![session.as_str()],
+        )? > 0)
+    }
+
     /// Stores a service token (the caller hashed its secret). A `machine` token appends a
     /// `service_token` revision (edges verify machine tokens themselves, from the feed);
     /// other kinds append none: edges learn only about their revocations.

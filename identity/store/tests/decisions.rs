@@ -250,7 +250,7 @@ fn a_version_1_database_migrates_and_keeps_its_rows() {
         .unwrap();
     }
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     assert!(store.user(&UserId::new("usr_1")).unwrap().is_some());
     store
         .insert_decisions(&token(), &[record(T0, "ada", DecisionOutcome::Deny)], T0)

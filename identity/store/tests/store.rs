@@ -66,7 +66,7 @@ fn kinds_since(store: &Store, since: Revision) -> Vec<(EntityKind, String)> {
 #[test]
 fn migrating_an_empty_database_yields_the_expected_schema() {
     let store = Store::open_in_memory().unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("identity.db");
     drop(Store::open(&path).unwrap());
@@ -101,7 +101,7 @@ fn a_file_is_in_wal_mode_and_reopening_keeps_data_and_schema_version() {
         store.upsert_user(&new_user(1), T0).unwrap()
     };
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     assert_eq!(store.journal_mode().unwrap(), "wal");
     assert_eq!(store.user(&user.id).unwrap(), Some(user));
 }

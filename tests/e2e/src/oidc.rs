@@ -134,9 +134,69 @@ impl OidcProvider {
         })
     }
 
+    /// Like [`OidcProvider::start`], inside `netns` (its loopback): control calls such as
+    /// [`OidcProvider::set_groups`] must then run in that namespace too
+    /// ([`Netns::in_thread`](crate::Netns::in_thread)).
+    ///
+    /// # Errors
+    /// As [`OidcProvider::start`].
+    pub fn start_in(
+        dir: &TestDir,
+        netns: &crate::Netns,
+        client: OidcClient,
+    ) -> anyhow::Result<OidcProvider> {
+        let node = node_available().map_err(anyhow::Error::msg)?;
+        let script = provider_dir().join("provider.mjs");
+        let mut args = vec![script.to_string_lossy().to_string()];
+        args.extend(client_args(&client));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let log = dir.join(format!("oidc-provider-{}.log", crate::random_suffix(4)));
+        let mut proc = netns.spawn(node, &args, &log)?;
+        let ready = "oidc-provider ready ";
+        proc.wait_for_log(ready, READY_TIMEOUT)?;
+        let issuer = ready_issuer(&proc.log(), ready)?;
+        Ok(OidcProvider {
+            proc,
+            issuer,
+            client,
+        })
+    }
+
     /// `http://127.0.0.1:<port>` (no trailing slash), the `iss` of its tokens.
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// Replaces `username`'s groups at the provider (what its next token, refreshed or not,
+    /// carries).
+    ///
+    /// # Errors
+    /// If the control request fails.
+    pub fn set_groups(&self, username: &str, groups: &[&str]) -> anyhow::Result<()> {
+        let path = format!(
+            "/_test/groups?username={username}&groups={}",
+            groups.join(",")
+        );
+        let (status, body) = loopback_post(&self.issuer, &path)?;
+        if status != 200 {
+            bail!("set groups answered {status}: {body}");
+        }
+        Ok(())
+    }
+
+    /// Deletes `username` at the provider: its refresh tokens then answer `invalid_grant`.
+    ///
+    /// # Errors
+    /// If the control request fails.
+    pub fn remove_account(&self, username: &str) -> anyhow::Result<()> {
+        let (status, body) = loopback_post(
+            &self.issuer,
+            &format!("/_test/remove-account?username={username}"),
+        )?;
+        if status != 200 {
+            bail!("remove account answered {status}: {body}");
+        }
+        Ok(())
     }
 
     /// The registered client.
@@ -306,17 +366,20 @@ fn spawn_node(
     let log = dir.join(format!("{label}-{}.log", crate::random_suffix(4)));
     let mut proc = Proc::spawn(command, label, &log)?;
     proc.wait_for_log(ready, READY_TIMEOUT)?;
-    let issuer = proc
-        .log()
-        .lines()
+    let issuer = ready_issuer(&proc.log(), ready)?;
+    Ok((proc, issuer))
+}
+
+/// The `issuer=` of the `ready` line in a provider's log.
+fn ready_issuer(log: &str, ready: &str) -> anyhow::Result<String> {
+    log.lines()
         .find(|line| line.starts_with(ready))
         .and_then(|line| {
             line.split_whitespace()
                 .find_map(|f| f.strip_prefix("issuer="))
         })
         .map(str::to_owned)
-        .context("ready line without issuer=")?;
-    Ok((proc, issuer))
+        .context("ready line without issuer=")
 }
 
 fn loopback_post(base: &str, path: &str) -> anyhow::Result<(u16, String)> {

@@ -13,6 +13,7 @@
 
 use crate::browser::{Browser, Stop};
 use crate::gatehouse::Topology;
+use crate::oidc::{OidcClient, OidcProvider, ALICE};
 use crate::{bin, wait_until, Proc};
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
@@ -26,6 +27,8 @@ pub struct ZeroTrust {
     pub client: Proc,
     pub edge: Proc,
     pub identity: Proc,
+    /// The npm `oidc-provider` in the edge namespace, for [`ZeroTrust::with_upstream`].
+    pub provider: Option<OidcProvider>,
     /// The embedded state directory (admin.token, edge.token, passwords.txt).
     pub state: PathBuf,
     /// The enrolled device's id.
@@ -66,17 +69,56 @@ impl ZeroTrust {
         policy: &str,
         extra: impl FnOnce(&Topology) -> anyhow::Result<EdgeExtra>,
     ) -> anyhow::Result<ZeroTrust> {
+        Self::build(label, policy, None, extra)
+    }
+
+    /// Like [`new`](Self::new), but identity's only provider is the npm `oidc-provider`
+    /// (`tests/oidc-provider/provider.mjs`, in the edge namespace) with `sync_groups` set, and
+    /// alice (`oidc::ALICE`) logs in there. The caller checks for node first
+    /// (`skip_unless_node!`).
+    ///
+    /// # Errors
+    /// Any step failing, with the logs that explain it.
+    pub fn with_upstream(
+        label: &str,
+        policy: &str,
+        sync_groups: &str,
+    ) -> anyhow::Result<ZeroTrust> {
+        Self::build(label, policy, Some(sync_groups), |_| {
+            Ok(EdgeExtra {
+                config: String::new(),
+                client_routes: "10.202.0.0/24".to_owned(),
+            })
+        })
+    }
+
+    fn build(
+        label: &str,
+        policy: &str,
+        sync_groups: Option<&str>,
+        extra: impl FnOnce(&Topology) -> anyhow::Result<EdgeExtra>,
+    ) -> anyhow::Result<ZeroTrust> {
         let topo = Topology::new(label)?;
         let state = topo.dir.join("identity-state");
         let state_text = state.to_string_lossy().to_string();
         let listen = format!("127.0.0.1:{IDENTITY_PORT}");
+        let base = format!("http://{listen}");
+        let provider = match sync_groups {
+            Some(interval) => Some(start_upstream(&topo, &state, &base, interval)?),
+            None => None,
+        };
+        let config = state.join("identity.toml").to_string_lossy().to_string();
+        let serve: Vec<&str> = if provider.is_some() {
+            vec!["serve", "--config", &config]
+        } else {
+            vec!["serve", "--embedded", &state_text, "--listen", &listen]
+        };
         let identity = topo.edge.spawn_with_env(
             bin("gatehouse-identity"),
-            &["serve", "--embedded", &state_text, "--listen", &listen],
+            &serve,
             &[("RUST_LOG", "identity=debug,info")],
             &topo.dir.join("identity.log"),
         )?;
-        let base = format!("http://{listen}");
         let health = format!("{base}/healthz");
         let up = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
             let url = health.clone();
@@ -90,13 +132,29 @@ impl ZeroTrust {
             bail!("identity did not start:\n{}", identity.log());
         }
 
-        let password = password_of(&state, "alice@example.com")?;
+        let (username, password) = match provider {
+            Some(_) => (ALICE.username.to_owned(), ALICE.password.to_owned()),
+            None => (
+                "alice@example.com".to_owned(),
+                password_of(&state, "alice@example.com")?,
+            ),
+        };
         let public_key = topo.client_public.clone();
         let base_for_thread = base.clone();
         let device_id = topo
             .edge
-            .in_thread(move || enroll(&base_for_thread, &password, &public_key))?
+            .in_thread(move || enroll(&base_for_thread, &username, &password, &public_key))?
             .with_context(|| format!("enrollment; identity log:\n{}", identity.log()))?;
+        if provider.is_some() {
+            let created = admin_in(
+                &topo,
+                &state,
+                &["tokens", "create", "--name", "edge", "--kind", "edge"],
+            )?;
+            let created: Value = serde_json::from_str(&created).context("tokens create")?;
+            let secret = created["secret"].as_str().context("edge token secret")?;
+            std::fs::write(state.join("edge.token"), format!("{secret}\n"))?;
+        }
 
         let policy_file = topo.dir.write("access-policy.toml", policy)?;
         let extra = extra(&topo)?;
@@ -123,6 +181,7 @@ impl ZeroTrust {
             client,
             edge,
             identity,
+            provider,
             state,
             device_id,
             topo,
@@ -141,6 +200,38 @@ impl ZeroTrust {
     pub fn admin(&self, args: &[&str]) -> anyhow::Result<String> {
         admin_in(&self.topo, &self.state, args)
     }
+}
+
+/// Starts `provider.mjs` in the edge namespace and writes `state/identity.toml` (and
+/// `state/admin.token`) for an identity whose one provider it is, with `sync_groups`.
+fn start_upstream(
+    topo: &Topology,
+    state: &std::path::Path,
+    base: &str,
+    sync_groups: &str,
+) -> anyhow::Result<OidcProvider> {
+    std::fs::create_dir_all(state)?;
+    let client = OidcClient {
+        client_id: "gatehouse-identity".into(),
+        client_secret: "upstream-test-secret".into(),
+        redirect_uris: vec![format!("{base}/callback/corp")],
+    };
+    let provider = OidcProvider::start_in(&topo.dir, &topo.edge, client)?;
+    std::fs::write(
+        state.join("admin.token"),
+        format!("admin-{}\n", crate::random_suffix(24)),
+    )?;
+    let config = format!(
+        "listen = \"127.0.0.1:{IDENTITY_PORT}\"\npublic_url = {base:?}\n\
+         database = \"identity.db\"\nadmin_token_file = \"admin.token\"\n\n\
+         [[providers]]\nid = \"corp\"\nkind = \"oidc\"\nissuer = {:?}\n\
+         client_id = \"gatehouse-identity\"\nclient_secret = \"upstream-test-secret\"\n\
+         scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n\
+         sync_groups = {sync_groups:?}\n",
+        provider.issuer()
+    );
+    std::fs::write(state.join("identity.toml"), config)?;
+    Ok(provider)
 }
 
 /// Identity's base URL on the edge namespace's loopback.
@@ -180,9 +271,9 @@ pub fn password_of(state: &std::path::Path, email: &str) -> anyhow::Result<Strin
         .context("no password line")
 }
 
-/// The device grant signed in at the built-in provider, then `/v1/enroll` of `public_key`;
-/// returns the device id.
-fn enroll(base: &str, password: &str, public_key: &str) -> anyhow::Result<String> {
+/// The device grant signed in at identity's provider (the built-in one or the upstream
+/// `oidc-provider`), then `/v1/enroll` of `public_key`; returns the device id.
+fn enroll(base: &str, username: &str, password: &str, public_key: &str) -> anyhow::Result<String> {
     let http = reqwest::blocking::Client::new();
     let started: Value = http
         .post(format!("{base}/oauth/device_authorization"))
@@ -194,9 +285,7 @@ fn enroll(base: &str, password: &str, public_key: &str) -> anyhow::Result<String
         .context("verification_uri_complete")?;
     let user_code = started["user_code"].as_str().context("user_code")?;
     let browser = Browser::new()?;
-    let Stop::Page(approval) =
-        browser.login_through(complete, "alice@example.com", password, None)?
-    else {
+    let Stop::Page(approval) = browser.login_through(complete, username, password, None)? else {
         bail!("expected the approval page");
     };
     anyhow::ensure!(approval.status == 200, "approval page: {}", approval.body);

@@ -108,8 +108,16 @@ struct DecisionsArgs {
 #[derive(Debug, Subcommand)]
 enum UsersCommand {
     List,
-    Disable { id: String },
-    Enable { id: String },
+    Disable {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+    /// Re-read the user's groups from the upstream provider now (a user id or an e-mail).
+    Sync {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -334,6 +342,7 @@ fn call(command: AdminCommand) -> anyhow::Result<Call> {
         AdminCommand::Users(UsersCommand::Enable { id }) => {
             Call::post(&["users", &id, "enable"], None)
         }
+        AdminCommand::Users(UsersCommand::Sync { id }) => Call::post(&["users", &id, "sync"], None),
         AdminCommand::Groups(GroupsCommand::List) => Call::get(&["groups"]),
         AdminCommand::Groups(GroupsCommand::Add { group, user_id }) => Call::post(
             &["groups", &group, "members"],

@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | `GET /users` | | `{"users":[user + "groups"]}` |
 //! | `POST /users/{id}/disable`, `/enable` | | the user |
+//! | `POST /users/{id}/sync` | | `{"user_id","before","after","grants":[…]}`: groups re-read from the upstream provider now (`{id}` may be an e-mail); 409 `no_upstream_grant` without a login with a refresh token |
 //! | `GET /groups` | | `{"groups":[{"name","members","created_at"}]}` |
 //! | `POST /groups/{name}/members` | `{"user_id"}` | `{"group","user_id","added","groups"}` |
 //! | `DELETE /groups/{name}/members/{user_id}` | | `{"group","user_id","removed","groups"}` |
@@ -81,6 +82,7 @@ mod api;
 mod cli;
 mod decisions;
 pub(crate) mod policy;
+mod sync;
 mod table;
 
 use crate::state::AppState;
@@ -94,6 +96,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(api::router())
         .merge(policy::router())
         .merge(decisions::router())
+        .merge(sync::router())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             crate::http::REQUEST_TIMEOUT,
