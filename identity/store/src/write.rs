@@ -79,7 +79,9 @@ impl<'a> WriteTx<'a> {
     }
 
     /// Disables or re-enables a user; a change appends a `device` revision per unrevoked device
-    /// (the feed removes a disabled user's devices).
+    /// (the feed removes a disabled user's devices). Disabling also revokes every session of
+    /// the user that has not expired (a `session` revision each), so browser sessions at the
+    /// edges end too; re-enabling does not bring them back.
     ///
     /// # Errors
     /// `NotFound` when the user does not exist.
@@ -98,6 +100,13 @@ impl<'a> WriteTx<'a> {
             params![id.as_str(), i64::from(disabled), now.0],
         )?;
         self.touch_user_devices(id, now)?;
+        if disabled {
+            for session in self.sessions_of_user(id)? {
+                if session.revoked_at.is_none() && session.expires_at > now {
+                    self.revoke_session(&session.id, now)?;
+                }
+            }
+        }
         self.must_user(id)
     }
 

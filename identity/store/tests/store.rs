@@ -710,6 +710,55 @@ fn a_snapshot_holds_live_state_at_its_revision() {
 }
 
 #[test]
+fn disabling_a_user_revokes_their_live_sessions() {
+    let store = Store::open_in_memory().unwrap();
+    let alice = store.upsert_user(&new_user(1), T0).unwrap();
+    let bob = store.upsert_user(&new_user(2), T0).unwrap();
+    let mk_session = |n: u8, user: &UserId, expires: i64| NewSession {
+        id: SessionId::from_random([n; 16]),
+        user_id: user.clone(),
+        device_id: None,
+        idp: "corp".into(),
+        login_method: "oidc".into(),
+        auth_time: T0,
+        expires_at: at(expires),
+    };
+    store
+        .create_session(&mk_session(1, &alice.id, 100), T0)
+        .unwrap();
+    store
+        .create_session(&mk_session(2, &alice.id, 5), T0)
+        .unwrap();
+    store
+        .create_session(&mk_session(3, &bob.id, 100), T0)
+        .unwrap();
+    let rev = store.current_revision().unwrap();
+
+    store.set_user_disabled(&alice.id, true, at(10)).unwrap();
+    let revoked = |n: u8| {
+        store
+            .session(&SessionId::from_random([n; 16]))
+            .unwrap()
+            .unwrap()
+            .revoked_at
+    };
+    assert_eq!(revoked(1), Some(at(10)), "the live session is revoked");
+    assert_eq!(revoked(2), None, "an expired session is left alone");
+    assert_eq!(revoked(3), None, "another user's session is left alone");
+    assert_eq!(
+        kinds_since(&store, rev),
+        [(
+            EntityKind::Session,
+            SessionId::from_random([1; 16]).to_string()
+        )],
+        "edges learn of the revocation through the feed"
+    );
+
+    store.set_user_disabled(&alice.id, false, at(11)).unwrap();
+    assert_eq!(revoked(1), Some(at(10)), "re-enabling does not revive it");
+}
+
+#[test]
 fn a_read_closure_sees_one_state() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("identity.db");

@@ -12,7 +12,8 @@
 //! verifies and none of the edge's cookies at the origin; one sign-in serves a second app;
 //! a denied app gets 403; app A's cookie does not open app B; a forged cookie, a logged-out
 //! session and an expired session are refused; no open redirect; machines get in with a
-//! service token in a header and are refused (401) with a wrong one.
+//! service token in a header and are refused (401) with a wrong one; disabling the user ends
+//! a live browser session.
 
 use anyhow::{bail, ensure, Context as _};
 use e2e::browser::{Browser, Stop};
@@ -290,6 +291,7 @@ fn browsers_sign_in_through_identity_and_machines_use_service_tokens() -> anyhow
     let world = start()?;
     let password = password_of(&world.state, "alice@example.com")?;
     let ca_pem = std::fs::read(world.topo.dir.join("pki").join("ca.pem"))?;
+    let ca_pem_for_disable = ca_pem.clone();
     let token_out = admin_in(
         &world.topo,
         &world.state,
@@ -305,7 +307,7 @@ fn browsers_sign_in_through_identity_and_machines_use_service_tokens() -> anyhow
         .to_owned();
     let base = identity_url();
     let secret_for_thread = machine_secret.clone();
-    let result = world.topo.edge.in_thread(move || -> anyhow::Result<()> {
+    let result = world.topo.edge.in_thread(move || -> anyhow::Result<String> {
         let machine_secret = secret_for_thread;
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let http = client(&ca_pem, Some(jar.clone()))?;
@@ -474,9 +476,47 @@ fn browsers_sign_in_through_identity_and_machines_use_service_tokens() -> anyhow
             Duration::from_secs(ACCESS_SESSION_SECS + 2).saturating_sub(signed_at.elapsed()),
         );
         ensure!(with_cookie(APPS[0], &session)? == 302, "an expired session");
-        Ok(())
+
+        // A live session for the disabled-user check below (identity's own login still holds).
+        let last = page(browser.navigate(&app_url(APPS[0], "/"), None)?)?;
+        ensure!(last.status == 200, "a third session: {} {}", last.status, last.body);
+        let live = session_cookie(&jar, APPS[0]).context("the third session cookie")?;
+        ensure!(with_cookie(APPS[0], &live)? == 200);
+        Ok(live)
     })?;
-    result.with_context(|| world.logs())?;
+    let live_session = result.with_context(|| world.logs())?;
+
+    // Disabling alice revokes her live browser session at the edge, not only her devices.
+    let users: serde_json::Value =
+        serde_json::from_str(&admin_in(&world.topo, &world.state, &["users", "list"])?)?;
+    let alice_id = users["users"]
+        .as_array()
+        .and_then(|all| all.iter().find(|u| u["email"] == "alice@example.com"))
+        .and_then(|u| u["id"].as_str())
+        .context("alice in users list")?
+        .to_owned();
+    admin_in(&world.topo, &world.state, &["users", "disable", &alice_id])?;
+    let refused = world
+        .topo
+        .edge
+        .in_thread(move || -> anyhow::Result<bool> {
+            let bare = client(&ca_pem_for_disable, None)?;
+            Ok(wait_until(
+                Duration::from_secs(5),
+                Duration::from_millis(100),
+                || {
+                    bare.get(app_url(APPS[0], "/"))
+                        .header(COOKIE, format!("__Host-gatehouse-session={live_session}"))
+                        .send()
+                        .is_ok_and(|r| r.status() == 302)
+                },
+            ))
+        })??;
+    ensure!(
+        refused,
+        "a disabled user's browser session still opens the app\n{}",
+        world.logs()
+    );
 
     // The clientless decisions are in identity's audit with the user.
     let decisions = admin_in(
