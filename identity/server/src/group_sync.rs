@@ -332,9 +332,11 @@ async fn revoke_login(state: &AppState, grant: UpstreamGrant) -> Result<Applied,
                 let before = w.groups_of(&grant.user_id)?;
                 let tree = w.session_tree(&grant.session_id)?;
                 let mut devices = std::collections::BTreeSet::new();
+                let mut revoked_sessions = 0_usize;
                 for session in &tree {
                     if session.revoked_at.is_none() {
                         w.revoke_session(&session.id, at)?;
+                        revoked_sessions += 1;
                     }
                     if let Some(device) = &session.device_id {
                         devices.insert(device.clone());
@@ -357,7 +359,7 @@ async fn revoke_login(state: &AppState, grant: UpstreamGrant) -> Result<Applied,
                     detail: serde_json::json!({
                         "idp": grant.idp,
                         "reason": "invalid_grant",
-                        "revoked_sessions": tree.len(),
+                        "revoked_sessions": revoked_sessions,
                         "revoked_devices": revoked_devices,
                     }),
                 })?;

@@ -341,6 +341,20 @@ fn enroll(base: &str, username: &str, password: &str, public_key: &str) -> anyho
         .with_context(|| format!("no device id in {enrolled}"))
 }
 
+/// Python in the client namespace: `CONNECT_PROBE ADDR PORT` connects (3 s timeout) and prints
+/// `connected`, `reset` (reset or refused) or `timeout`.
+pub const CONNECT_PROBE: &str = r#"
+import socket, sys
+s = socket.socket(); s.settimeout(3)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("connected")
+except (ConnectionResetError, ConnectionRefusedError):
+    print("reset")
+except (socket.timeout, TimeoutError):
+    print("timeout")
+"#;
+
 /// Python in the destination namespace: `ECHO_SERVER ADDR ECHO_PORT ACCEPT_PORT` echoes on
 /// `ECHO_PORT`; `ACCEPT_PORT` only accepts (so a refusal there is the edge's, not the host's).
 /// Prints `ready`.

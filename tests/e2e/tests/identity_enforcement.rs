@@ -7,7 +7,7 @@
 use anyhow::Context as _;
 use e2e::connector::CredentialKey;
 use e2e::gatehouse::{DEST, EDGE_DEST_SIDE};
-use e2e::zero_trust::{EdgeExtra, ZeroTrust, ECHO_SERVER, LIVE_FLOW};
+use e2e::zero_trust::{EdgeExtra, ZeroTrust, CONNECT_PROBE, ECHO_SERVER, LIVE_FLOW};
 use e2e::{bin, skip_unless_root, wait_until, Proc};
 use gatehouse_verify::{UnixTime, Verifier};
 use std::time::{Duration, SystemTime};
@@ -322,18 +322,3 @@ print(r.status, r.read().decode(errors="replace"))
 fn stop(proc: &mut Proc) {
     let _ = proc.stop();
 }
-
-/// Connects; prints `connected`, `reset` or `timeout`.
-const CONNECT_PROBE: &str = r#"
-import socket, sys
-s = socket.socket(); s.settimeout(3)
-try:
-    s.connect((sys.argv[1], int(sys.argv[2])))
-    print("connected")
-except ConnectionResetError:
-    print("reset")
-except ConnectionRefusedError:
-    print("reset")
-except (socket.timeout, TimeoutError):
-    print("timeout")
-"#;

@@ -8,7 +8,7 @@
 
 use e2e::gatehouse::DEST;
 use e2e::oidc::ALICE;
-use e2e::zero_trust::{ZeroTrust, ECHO_SERVER, LIVE_FLOW};
+use e2e::zero_trust::{ZeroTrust, CONNECT_PROBE, ECHO_SERVER, LIVE_FLOW};
 use e2e::{skip_unless_node, skip_unless_root, wait_until};
 use serde_json::Value;
 use std::time::Duration;
@@ -137,16 +137,3 @@ fn a_group_removed_at_the_provider_closes_the_live_flow_and_invalid_grant_revoke
     world.provider = Some(provider);
     Ok(())
 }
-
-/// Connects; prints `connected`, `reset` or `timeout`.
-const CONNECT_PROBE: &str = r#"
-import socket, sys
-s = socket.socket(); s.settimeout(3)
-try:
-    s.connect((sys.argv[1], int(sys.argv[2])))
-    print("connected")
-except (ConnectionResetError, ConnectionRefusedError):
-    print("reset")
-except (socket.timeout, TimeoutError):
-    print("timeout")
-"#;
